@@ -1,0 +1,3 @@
+from payflow.cli import main
+
+main()

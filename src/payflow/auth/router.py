@@ -1,0 +1,73 @@
+"""/auth: register, login, refresh, logout."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from payflow.auth import service
+from payflow.auth.dependencies import CurrentUser
+from payflow.auth.schemas import (
+    AuthResponse,
+    LoginRequest,
+    RefreshRequest,
+    RegisterRequest,
+    TokenPairResponse,
+)
+from payflow.core.dependencies import ContextDep
+from payflow.core.schemas import problem_responses
+from payflow.users.schemas import UserOut
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+def _auth_response(ctx: ContextDep, session: service.Session) -> AuthResponse:
+    return AuthResponse(
+        user=UserOut.of(session.user),
+        access_token=session.tokens.access_token,
+        refresh_token=session.tokens.refresh_token,
+        expires_in=ctx.tokens.access_ttl_seconds,
+    )
+
+
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=AuthResponse,
+    responses=problem_responses("EMAIL_TAKEN"),
+)
+async def register(body: RegisterRequest, ctx: ContextDep) -> AuthResponse:
+    return _auth_response(ctx, await service.register(ctx, body))
+
+
+@router.post(
+    "/login",
+    response_model=AuthResponse,
+    responses=problem_responses("INVALID_CREDENTIALS", "ACCOUNT_DISABLED"),
+)
+async def login(body: LoginRequest, ctx: ContextDep) -> AuthResponse:
+    return _auth_response(ctx, await service.login(ctx, body))
+
+
+@router.post(
+    "/refresh",
+    response_model=TokenPairResponse,
+    responses=problem_responses("UNAUTHORIZED", "ACCOUNT_DISABLED"),
+)
+async def refresh(body: RefreshRequest, ctx: ContextDep) -> TokenPairResponse:
+    pair = await service.refresh(ctx, body.refresh_token)
+    return TokenPairResponse(
+        access_token=pair.access_token,
+        refresh_token=pair.refresh_token,
+        expires_in=ctx.tokens.access_ttl_seconds,
+    )
+
+
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=problem_responses("UNAUTHORIZED", "ACCOUNT_DISABLED"),
+)
+async def logout(body: RefreshRequest, ctx: ContextDep, user: CurrentUser) -> Response:
+    await service.logout(ctx, user, body.refresh_token)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

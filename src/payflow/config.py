@@ -1,0 +1,114 @@
+"""payflow's configuration: one Settings class read from the environment (and `.env`).
+
+Nothing set means the embedded default: a SQLite file, an in-process cache and the payments sandbox.
+`ENVIRONMENT=production` refuses to start on anything that is only fit for development.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cached_property
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./payflow.db"
+DEV_ACCESS_SECRET = "dev-access-secret-change-me-0123456789abcdef"  # noqa: S105
+DEV_REFRESH_SECRET = "dev-refresh-secret-change-me-0123456789abcdef"  # noqa: S105
+MIN_SECRET_LENGTH = 32
+MIN_BCRYPT_ROUNDS = 12
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class ConfigurationError(ValueError):
+    """The configuration cannot be used to start payflow."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    environment: Environment = Environment.DEVELOPMENT
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    # Every Redis key starts with this; lets several deployments (or tests) share one Redis.
+    redis_key_prefix: str = "payflow:"
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=10, ge=0, le=200)
+
+    jwt_access_secret: str = DEV_ACCESS_SECRET
+    jwt_refresh_secret: str = DEV_REFRESH_SECRET
+    jwt_access_ttl: int = Field(default=900, ge=30)
+    jwt_refresh_ttl: int = Field(default=604800, ge=60)
+    jwt_issuer: str = "payflow"
+    jwt_audience: str = "payflow-api"
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+
+    stripe_secret_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    # Real Stripe needs 1800..86400; the sandbox accepts shorter ones for tests and demos.
+    checkout_ttl_seconds: int = Field(default=1800, ge=60, le=86400)
+
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    log_level: str = "INFO"
+    log_dir: str = "./logs"
+    rate_limits_enabled: bool = True
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, raw: object) -> object:
+        if isinstance(raw, str):
+            return [origin.strip() for origin in raw.split(",") if origin.strip()]
+        return raw
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.bcrypt_rounds < MIN_BCRYPT_ROUNDS and self.environment != Environment.TEST:
+            raise ConfigurationError(
+                f"BCRYPT_ROUNDS below {MIN_BCRYPT_ROUNDS} is accepted only when ENVIRONMENT=test"
+            )
+        if self.environment == Environment.PRODUCTION:
+            self._check_production()
+        return self
+
+    def _check_production(self) -> None:
+        problems: list[str] = []
+        secrets = {
+            "JWT_ACCESS_SECRET": (self.jwt_access_secret, DEV_ACCESS_SECRET),
+            "JWT_REFRESH_SECRET": (self.jwt_refresh_secret, DEV_REFRESH_SECRET),
+        }
+        for name, (value, default) in secrets.items():
+            if value == default or len(value) < MIN_SECRET_LENGTH:
+                problems.append(f"{name} must be set to a secret of at least {MIN_SECRET_LENGTH} chars")
+        if self.jwt_access_secret == self.jwt_refresh_secret:
+            problems.append("JWT_ACCESS_SECRET and JWT_REFRESH_SECRET must differ")
+        if not self.stripe_secret_key:
+            problems.append("STRIPE_SECRET_KEY must be set (the payments sandbox is not for production)")
+        if not self.stripe_webhook_secret:
+            problems.append("STRIPE_WEBHOOK_SECRET must be set")
+        if self.database_url == DEFAULT_DATABASE_URL:
+            problems.append("DATABASE_URL must point at PostgreSQL in production")
+        if problems:
+            raise ConfigurationError("refusing to start in production: " + "; ".join(problems))
+
+    @cached_property
+    def async_database_url(self) -> str:
+        """The URL with an async driver, whatever form the operator wrote it in."""
+        url = self.database_url
+        for plain in ("postgresql://", "postgres://"):
+            if url.startswith(plain):
+                return "postgresql+asyncpg://" + url[len(plain) :]
+        if url.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.async_database_url.startswith("sqlite")

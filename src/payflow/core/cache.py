@@ -1,0 +1,126 @@
+"""The cache: Redis when `REDIS_URL` is set, an in-process store otherwise.
+
+A cache is an optimisation, never a source of truth: every Redis failure is logged and answered as a
+miss (reads) or remembered (invalidations), so a Redis outage degrades payflow to the database and
+never to an error. Invalidations that could not reach Redis are replayed before the cache is read
+again, so a value invalidated during an outage is never served after it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Protocol
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = structlog.get_logger("payflow.cache")
+
+
+class Cache(Protocol):
+    async def get(self, key: str) -> bytes | None: ...
+    async def set(self, key: str, value: bytes, ttl_seconds: int) -> None: ...
+    async def delete(self, *keys: str) -> None: ...
+    async def ping(self) -> bool: ...
+    async def close(self) -> None: ...
+
+
+class MemoryCache:
+    """A bounded in-process cache with per-entry expiry (the embedded default)."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._max_entries = max_entries
+
+    async def get(self, key: str) -> bytes | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires_at, value = entry
+        if expires_at <= time.monotonic():
+            self._entries.pop(key, None)
+            return None
+        self._entries.move_to_end(key)
+        return value
+
+    async def set(self, key: str, value: bytes, ttl_seconds: int) -> None:
+        self._entries[key] = (time.monotonic() + ttl_seconds, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+
+    async def delete(self, *keys: str) -> None:
+        for key in keys:
+            self._entries.pop(key, None)
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        self._entries.clear()
+
+
+class RedisCache:
+    def __init__(self, url: str, prefix: str) -> None:
+        self._redis: Redis = Redis.from_url(
+            url, socket_timeout=0.5, socket_connect_timeout=0.5, health_check_interval=10
+        )
+        self._prefix = prefix
+        self._pending_invalidations: set[str] = set()
+
+    def _key(self, key: str) -> str:
+        return self._prefix + key
+
+    async def _replay_invalidations(self) -> bool:
+        if not self._pending_invalidations:
+            return True
+        keys = list(self._pending_invalidations)
+        try:
+            await self._redis.delete(*keys)
+        except (RedisError, OSError):
+            return False
+        self._pending_invalidations.difference_update(keys)
+        return True
+
+    async def get(self, key: str) -> bytes | None:
+        if not await self._replay_invalidations():
+            return None
+        try:
+            value = await self._redis.get(self._key(key))
+        except (RedisError, OSError) as exc:
+            log.warning("cache.unavailable", operation="get", error=type(exc).__name__)
+            return None
+        return value if isinstance(value, bytes) else None
+
+    async def set(self, key: str, value: bytes, ttl_seconds: int) -> None:
+        if not await self._replay_invalidations():
+            return
+        try:
+            await self._redis.set(self._key(key), value, ex=ttl_seconds)
+        except (RedisError, OSError) as exc:
+            log.warning("cache.unavailable", operation="set", error=type(exc).__name__)
+
+    async def delete(self, *keys: str) -> None:
+        if not keys:
+            return
+        full = [self._key(key) for key in keys]
+        try:
+            await self._redis.delete(*full)
+        except (RedisError, OSError) as exc:
+            log.warning("cache.unavailable", operation="delete", error=type(exc).__name__)
+            self._pending_invalidations.update(full)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def create_cache(redis_url: str | None, prefix: str) -> Cache:
+    return RedisCache(redis_url, prefix) if redis_url else MemoryCache()

@@ -1,0 +1,188 @@
+"""The database: engine set-up for PostgreSQL and SQLite, and the one place transactions are run.
+
+Every unit of work goes through `Database.transaction` (writes) or `Database.read`. A unit of work is
+a coroutine taking an `AsyncConnection`; it is begun here, committed here, and re-run here when the
+database reports a serialization failure or deadlock, so no caller ever sees one. A response can only
+be built from the value it returns, that is after the commit.
+
+PostgreSQL runs at READ COMMITTED: money statements are single conditional UPDATEs that take the row
+lock and re-check their condition on the newest row version, so no lost update is possible.
+SQLite has one writer at a time: write transactions start with `BEGIN IMMEDIATE`, which takes the
+write lock up front (waiting up to the busy timeout), so two writers never interleave and never
+deadlock on a lock upgrade. Readers run in WAL mode beside the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import structlog
+from sqlalchemy import event
+from sqlalchemy.engine import Connection as SyncConnection
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from payflow.config import Settings
+from payflow.core.errors import ServiceUnavailable
+
+T = TypeVar("T")
+Work = Callable[[AsyncConnection], Awaitable[T]]
+
+log = structlog.get_logger("payflow.db")
+
+# PostgreSQL SQLSTATEs after which re-running the whole transaction is safe and expected to succeed.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+MAX_CONFLICT_ATTEMPTS = 12
+MAX_RECONNECT_ATTEMPTS = 3
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_WRITE = "payflow_write"
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    for candidate in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(code, str):
+            return code
+    return None
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """A serialization failure, deadlock or lock timeout: the transaction may simply be re-run."""
+    if not isinstance(exc, DBAPIError) or isinstance(exc, IntegrityError):
+        return False
+    if _sqlstate(exc) in RETRYABLE_SQLSTATES:
+        return True
+    message = str(exc.orig).lower()
+    return "database is locked" in message or "database table is locked" in message
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """The connection (or the server) went away, or could not be reached at all."""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        state = _sqlstate(exc)
+        if state is not None and state[:2] in {"08", "57"}:  # connection exception, operator intervention
+            return True
+        return isinstance(exc.orig, OSError) or isinstance(exc.__cause__, OSError)
+    return isinstance(exc, OSError | DisconnectionError | asyncio.TimeoutError)
+
+
+class Database:
+    def __init__(self, settings: Settings) -> None:
+        self.url = settings.async_database_url
+        self.is_sqlite = settings.is_sqlite
+        self.engine = self._create_engine(settings)
+
+    def _create_engine(self, settings: Settings) -> AsyncEngine:
+        if not self.is_sqlite:
+            return create_async_engine(
+                self.url,
+                pool_size=settings.db_pool_size,
+                max_overflow=settings.db_max_overflow,
+                pool_recycle=1800,
+                connect_args={"server_settings": {"application_name": "payflow"}},
+            )
+        database = self.url.split("///", 1)[1].split("?", 1)[0]
+        if database not in ("", ":memory:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(
+            self.url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        )
+        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
+        return engine
+
+    async def transaction(self, work: Work[T]) -> T:
+        """Run `work` in a write transaction, committed before this returns; re-run on conflicts."""
+        return await self._run(work, write=True)
+
+    async def read(self, work: Work[T]) -> T:
+        """Run `work` in a read-only unit (a plain transaction; never takes SQLite's write lock)."""
+        return await self._run(work, write=False)
+
+    async def _run(self, work: Work[T], *, write: bool) -> T:
+        conflicts = reconnects = 0
+        while True:
+            try:
+                return await self._attempt(work, write=write)
+            except _CommitOutcomeUnknown as unknown:
+                raise ServiceUnavailable("the database connection was lost") from unknown.__cause__
+            except DBAPIError as exc:
+                if is_conflict(exc) and conflicts < MAX_CONFLICT_ATTEMPTS:
+                    conflicts += 1
+                    await asyncio.sleep(random.uniform(0, 0.002 * 2 ** min(conflicts, 6)))  # noqa: S311
+                    continue
+                if is_disconnect(exc) and reconnects < MAX_RECONNECT_ATTEMPTS:
+                    reconnects += 1
+                    await asyncio.sleep(0.05 * reconnects)
+                    continue
+                if is_conflict(exc) or is_disconnect(exc):
+                    log.warning("db.unavailable", error=type(exc).__name__, conflicts=conflicts)
+                    raise ServiceUnavailable("the database is busy or unreachable") from exc
+                raise
+            except (OSError, asyncio.TimeoutError) as exc:
+                if reconnects < MAX_RECONNECT_ATTEMPTS:
+                    reconnects += 1
+                    await asyncio.sleep(0.05 * reconnects)
+                    continue
+                raise ServiceUnavailable("the database is unreachable") from exc
+
+    async def _attempt(self, work: Work[T], *, write: bool) -> T:
+        async with self.engine.connect() as conn:
+            if write and self.is_sqlite:
+                conn = await conn.execution_options(**{_WRITE: True})
+            tx = await conn.begin()
+            try:
+                result = await work(conn)
+            except BaseException:
+                if tx.is_active:
+                    await tx.rollback()
+                raise
+            try:
+                await tx.commit()
+            except DBAPIError as exc:
+                # A conflict reported at commit means nothing was committed: safe to re-run.
+                # A lost connection during commit leaves the outcome unknown: never re-run.
+                if is_conflict(exc):
+                    raise
+                raise _CommitOutcomeUnknown from exc
+            return result
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+class _CommitOutcomeUnknown(Exception):
+    pass
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # Let SQLAlchemy's "begin" event, not the driver, decide how a transaction starts.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    for pragma in (
+        "journal_mode=WAL",
+        "synchronous=FULL",
+        "foreign_keys=ON",
+        f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+    ):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: SyncConnection) -> None:
+    immediate = conn.get_execution_options().get(_WRITE, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
