@@ -58,8 +58,10 @@ class PostgresTemplates:
         migrations.upgrade(self._settings(self.template))
 
     def _settings(self, database: str) -> Settings:
-        url = _with_database(self.admin_url, database).replace("postgresql://", "postgresql+asyncpg://")
-        return Settings(_env_file=None, environment="test", database_url=url, bcrypt_rounds=4)  # type: ignore[call-arg]
+        url = _with_database(self.admin_url, database).replace(
+            "postgresql://", "postgresql+asyncpg://"
+        )
+        return Settings(_env_file=None, environment="test", database_url=url, bcrypt_rounds=4)
 
     async def _admin(self, *statements: str) -> None:
         conn = await asyncpg.connect(self.admin_url)
@@ -87,8 +89,11 @@ class PostgresTemplates:
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "payflow.db"
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None, environment="test", database_url=f"sqlite+aiosqlite:///{path}", bcrypt_rounds=4
+    settings = Settings(
+        _env_file=None,
+        environment="test",
+        database_url=f"sqlite+aiosqlite:///{path}",
+        bcrypt_rounds=4,
     )
     migrations.upgrade(settings)
     return path
@@ -134,7 +139,7 @@ def backend(
 
 @pytest.fixture
 def settings(backend: Backend, tmp_path: Path) -> Settings:
-    return Settings(  # type: ignore[call-arg]
+    return Settings(
         _env_file=None,
         environment="test",
         database_url=backend.database_url,

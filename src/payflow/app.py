@@ -122,9 +122,15 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match", "X-Request-ID"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "If-Match",
+                "X-Request-ID",
+            ],
             expose_headers=["X-Request-ID", "Idempotent-Replayed", "Retry-After", "ETag"],
             max_age=600,
         )
-    app.add_middleware(RequestShellMiddleware, metrics=ctx.metrics)
+    app.add_middleware(RequestShellMiddleware, metrics=ctx.metrics, api_prefix=API_PREFIX)
     return app

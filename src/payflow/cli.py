@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
@@ -15,12 +14,24 @@ from payflow.core import migrations
 app = typer.Typer(help="payflow: a payments backend for digital products.", no_args_is_help=True)
 
 
+def _describe(exc: ConfigurationError | ValidationError) -> str:
+    """The problems only: pydantic's own text echoes part of the input, secrets included."""
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    messages: list[str] = []
+    for error in exc.errors(include_input=False, include_url=False, include_context=False):
+        message = error["msg"].removeprefix("Value error, ")
+        field = ".".join(str(part) for part in error["loc"]).upper()
+        messages.append(f"{field}: {message}" if field else message)
+    return "; ".join(messages)
+
+
 def load_settings() -> Settings:
     """The configuration, or a readable refusal (exit code 2) when it cannot be used."""
     try:
         return Settings()
     except (ConfigurationError, ValidationError) as exc:
-        typer.echo(f"payflow: configuration error: {exc}", err=True)
+        typer.echo(f"payflow: configuration error: {_describe(exc)}", err=True)
         raise typer.Exit(code=2) from exc
 
 
@@ -59,4 +70,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

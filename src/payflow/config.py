@@ -7,7 +7,6 @@ Nothing set means the embedded default: a SQLite file, an in-process cache and t
 from __future__ import annotations
 
 from enum import StrEnum
-from functools import cached_property
 from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
@@ -86,11 +85,15 @@ class Settings(BaseSettings):
         }
         for name, (value, default) in secrets.items():
             if value == default or len(value) < MIN_SECRET_LENGTH:
-                problems.append(f"{name} must be set to a secret of at least {MIN_SECRET_LENGTH} chars")
+                problems.append(
+                    f"{name} must be set to a secret of at least {MIN_SECRET_LENGTH} chars"
+                )
         if self.jwt_access_secret == self.jwt_refresh_secret:
             problems.append("JWT_ACCESS_SECRET and JWT_REFRESH_SECRET must differ")
         if not self.stripe_secret_key:
-            problems.append("STRIPE_SECRET_KEY must be set (the payments sandbox is not for production)")
+            problems.append(
+                "STRIPE_SECRET_KEY must be set (the payments sandbox is not for production)"
+            )
         if not self.stripe_webhook_secret:
             problems.append("STRIPE_WEBHOOK_SECRET must be set")
         if self.database_url == DEFAULT_DATABASE_URL:
@@ -98,7 +101,7 @@ class Settings(BaseSettings):
         if problems:
             raise ConfigurationError("refusing to start in production: " + "; ".join(problems))
 
-    @cached_property
+    @property
     def async_database_url(self) -> str:
         """The URL with an async driver, whatever form the operator wrote it in."""
         url = self.database_url

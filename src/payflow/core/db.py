@@ -15,6 +15,7 @@ deadlock on a lock upgrade. Readers run in WAL mode beside the writer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -67,9 +68,15 @@ def is_disconnect(exc: BaseException) -> bool:
         if exc.connection_invalidated:
             return True
         state = _sqlstate(exc)
-        if state is not None and state[:2] in {"08", "57"}:  # connection exception, operator intervention
+        if state is not None and state[:2] in {
+            "08",
+            "57",
+        }:  # connection exception, operator intervention
             return True
-        return isinstance(exc.orig, OSError) or isinstance(exc.__cause__, OSError)
+        if isinstance(exc.orig, OSError) or isinstance(exc.__cause__, OSError):
+            return True
+        message = str(exc.orig).lower()
+        return "unable to open database" in message or "disk i/o error" in message
     return isinstance(exc, OSError | DisconnectionError | asyncio.TimeoutError)
 
 
@@ -90,7 +97,9 @@ class Database:
             )
         database = self.url.split("///", 1)[1].split("?", 1)[0]
         if database not in ("", ":memory:"):
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            # Best effort: if the folder cannot be made, connecting fails later as "unavailable".
+            with contextlib.suppress(OSError):
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
             self.url,
             pool_size=settings.db_pool_size,
@@ -129,7 +138,7 @@ class Database:
                     log.warning("db.unavailable", error=type(exc).__name__, conflicts=conflicts)
                     raise ServiceUnavailable("the database is busy or unreachable") from exc
                 raise
-            except (OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError) as exc:
                 if reconnects < MAX_RECONNECT_ATTEMPTS:
                     reconnects += 1
                     await asyncio.sleep(0.05 * reconnects)

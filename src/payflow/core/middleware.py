@@ -62,13 +62,16 @@ def _is_json(content_type: str | None) -> bool:
     if content_type is None:
         return False
     media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 class RequestShellMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, api_prefix: str) -> None:
         self.app = app
         self.metrics = metrics
+        self.api_prefix = api_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -95,8 +98,7 @@ class RequestShellMiddleware:
         try:
             await self._dispatch(scope, receive, send_with_headers)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = self._route_template(scope)
             elapsed = time.perf_counter() - started
             self.metrics.observe_request(scope["method"], template, status_holder[0], elapsed)
             access_log.info(
@@ -108,6 +110,18 @@ class RequestShellMiddleware:
                 user_id=state.get("user_id"),
             )
             structlog.contextvars.unbind_contextvars("request_id")
+
+    def _route_template(self, scope: Scope) -> str:
+        """The matched route's template, e.g. /api/v1/orders/{order_id}, so labels stay few."""
+        template = getattr(scope.get("route"), "path", None)
+        if not isinstance(template, str):
+            return "unmatched"
+        # Routers included under the API prefix report their path without it.
+        if scope["path"].startswith(self.api_prefix + "/") and not template.startswith(
+            self.api_prefix
+        ):
+            template = self.api_prefix + template
+        return template
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False

@@ -13,9 +13,7 @@ from payflow.config import Settings
 def alembic_config(settings: Settings) -> Config:
     config = Config()
     config.set_main_option("script_location", str(files("payflow") / "migrations"))
-    config.set_main_option(
-        "file_template", "%%(year)d_%%(month).2d_%%(day).2d_%%(rev)s_%%(slug)s"
-    )
+    config.set_main_option("file_template", "%%(year)d_%%(month).2d_%%(day).2d_%%(rev)s_%%(slug)s")
     config.attributes["database_url"] = settings.async_database_url
     return config
 

@@ -36,4 +36,3 @@ async def ready(ctx: ContextDep) -> dict[str, object]:
 @router.get("/metrics", response_class=Response)
 async def metrics(ctx: ContextDep) -> Response:
     return Response(ctx.metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
