@@ -22,6 +22,7 @@ from payflow.core.problems import install_problem_handlers
 from payflow.core.schemas import Problem
 from payflow.health.router import router as health_router
 from payflow.users.router import router as users_router
+from payflow.wallets.router import router as wallets_router
 
 API_PREFIX = "/api/v1"
 OPENAPI_URL = f"{API_PREFIX}/openapi.json"
@@ -56,6 +57,7 @@ def _api_router() -> APIRouter:
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(auth_router)
     api.include_router(users_router)
+    api.include_router(wallets_router)
     api.include_router(health_router)
     return api
 

@@ -1,15 +1,19 @@
-"""The `payflow` command: serve, migrate."""
+"""The `payflow` command: serve, migrate, audit."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Annotated
 
 import typer
 import uvicorn
 from pydantic import ValidationError
 
+from payflow.audit.service import AuditReport, run_audit
 from payflow.config import ConfigurationError, Settings
 from payflow.core import migrations
+from payflow.core.db import Database
 
 app = typer.Typer(help="payflow: a payments backend for digital products.", no_args_is_help=True)
 
@@ -41,6 +45,26 @@ def migrate() -> None:
     settings = load_settings()
     migrations.upgrade(settings)
     typer.echo("payflow: database is up to date")
+
+
+@app.command()
+def audit(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+) -> None:
+    """Check the money invariants (SPEC §9); exit 1 naming each violation, 0 when all hold."""
+    settings = load_settings()
+    report = asyncio.run(_audit(settings))
+    typer.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.as_text())
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+async def _audit(settings: Settings) -> AuditReport:
+    db = Database(settings)
+    try:
+        return await run_audit(db)
+    finally:
+        await db.dispose()
 
 
 @app.command()

@@ -23,6 +23,11 @@ class Cache(Protocol):
     async def get(self, key: str) -> bytes | None: ...
     async def set(self, key: str, value: bytes, ttl_seconds: int) -> None: ...
     async def delete(self, *keys: str) -> None: ...
+    async def set_if_newer(self, key: str, version: int, value: bytes, ttl_seconds: int) -> None:
+        """Store `value` unless the cache already holds the same or a newer `version` of it."""
+        ...
+
+    async def get_versioned(self, key: str) -> tuple[int, bytes] | None: ...
     async def ping(self) -> bool: ...
     async def close(self) -> None: ...
 
@@ -55,6 +60,14 @@ class MemoryCache:
         for key in keys:
             self._entries.pop(key, None)
 
+    async def set_if_newer(self, key: str, version: int, value: bytes, ttl_seconds: int) -> None:
+        current = await self.get_versioned(key)
+        if current is None or current[0] < version:
+            await self.set(key, _versioned(version, value), ttl_seconds)
+
+    async def get_versioned(self, key: str) -> tuple[int, bytes] | None:
+        return _split_versioned(await self.get(key))
+
     async def ping(self) -> bool:
         return True
 
@@ -69,6 +82,7 @@ class RedisCache:
         )
         self._prefix = prefix
         self._pending_invalidations: set[str] = set()
+        self._set_if_newer = self._redis.register_script(_SET_IF_NEWER)
 
     def _key(self, key: str) -> str:
         return self._prefix + key
@@ -112,6 +126,21 @@ class RedisCache:
             log.warning("cache.unavailable", operation="delete", error=type(exc).__name__)
             self._pending_invalidations.update(full)
 
+    async def set_if_newer(self, key: str, version: int, value: bytes, ttl_seconds: int) -> None:
+        if not await self._replay_invalidations():
+            return
+        try:
+            await self._set_if_newer(
+                keys=[self._key(key)], args=[version, _versioned(version, value), ttl_seconds]
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("cache.unavailable", operation="set_if_newer", error=type(exc).__name__)
+            # The value may or may not have been written: make sure it cannot be served stale.
+            self._pending_invalidations.add(self._key(key))
+
+    async def get_versioned(self, key: str) -> tuple[int, bytes] | None:
+        return _split_versioned(await self.get(key))
+
     async def ping(self) -> bool:
         try:
             return bool(await self._redis.ping())
@@ -120,6 +149,32 @@ class RedisCache:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+# Versioned values are "<version>|<payload>"; a writer never replaces a newer version with an older
+# one, so a slow reader that loaded an old row cannot overwrite what a later write cached.
+_SET_IF_NEWER = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local version = tonumber(string.match(current, '^(%d+)|'))
+  if version and version >= tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+
+
+def _versioned(version: int, value: bytes) -> bytes:
+    return str(version).encode() + b"|" + value
+
+
+def _split_versioned(raw: bytes | None) -> tuple[int, bytes] | None:
+    if raw is None:
+        return None
+    head, sep, payload = raw.partition(b"|")
+    if not sep or not head.isdigit():
+        return None
+    return int(head), payload
 
 
 def create_cache(redis_url: str | None, prefix: str) -> Cache:

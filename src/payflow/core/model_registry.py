@@ -1,8 +1,9 @@
 """Imports every domain's tables so that the shared MetaData knows them all (for Alembic and tests)."""
 
 from payflow.auth import models as auth_models
+from payflow.core import idempotency_models
 from payflow.core.tables import metadata
 from payflow.users import models as user_models
 from payflow.wallets import models as wallet_models
 
-__all__ = ["auth_models", "metadata", "user_models", "wallet_models"]
+__all__ = ["auth_models", "idempotency_models", "metadata", "user_models", "wallet_models"]

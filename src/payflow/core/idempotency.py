@@ -1,0 +1,237 @@
+"""Idempotency for every money-moving POST (SPEC §4), built once.
+
+A keyed request claims its key by inserting its record in the same database transaction as its
+effect, and stores its response there too: the key, the effect and the response commit together or
+not at all. A second request with the same key either finds the committed record (and replays its
+response byte for byte) or, while the first is still in flight, waits on the unique index until the
+first commits (then replays) or rolls back (then proceeds). Business failures are stored too, in a
+transaction of their own after the failed one rolled back, so a replay returns the same error.
+Validation failures never get this far and are not stored. Nothing here touches the cache, so a
+Redis outage cannot weaken it, and the records survive restarts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any
+
+import orjson
+import sqlalchemy as sa
+from fastapi import Header
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.responses import Response
+
+from payflow.core.context import AppContext
+from payflow.core.errors import DomainError, ServiceUnavailable, ValidationFailed
+from payflow.core.idempotency_models import idempotency_records
+from payflow.core.problems import PROBLEM_MEDIA_TYPE, STATUS_BY_CODE, problem_body
+from payflow.core.tables import utcnow
+
+RETENTION = timedelta(hours=24)
+REPLAYED_HEADER = "Idempotent-Replayed"
+_KEY_PATTERN = re.compile(r"^[\x20-\x7e]{1,255}$")
+
+
+class IdempotencyKeyMismatch(DomainError):
+    code = "IDEMPOTENCY_KEY_MISMATCH"
+    title = "This idempotency key was used for a different request"
+
+
+class IdempotencyKeyInUse(DomainError):
+    code = "IDEMPOTENCY_KEY_IN_USE"
+    title = "A request with this idempotency key is still being processed"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    status: int
+    body: bytes
+    media_type: str = "application/json"
+    replayed: bool = False
+
+    def to_http(self) -> Response:
+        headers = {REPLAYED_HEADER: "true"} if self.replayed else None
+        return Response(
+            self.body, status_code=self.status, media_type=self.media_type, headers=headers
+        )
+
+
+def json_response(status: int, payload: Any) -> StoredResponse:
+    """A response whose body is rendered once, here, and stored as exactly these bytes."""
+    if hasattr(payload, "model_dump"):
+        payload = payload.model_dump(mode="json", by_alias=True)
+    return StoredResponse(status=status, body=orjson.dumps(payload))
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyScope:
+    user_id: uuid.UUID
+    endpoint: str
+    key: str
+    request_hash: str
+
+
+def request_fingerprint(endpoint: str, payload: Any) -> str:
+    """A stable hash of what the request asks for (its validated, canonical form)."""
+    if hasattr(payload, "model_dump"):
+        payload = payload.model_dump(mode="json", by_alias=True)
+    canonical = orjson.dumps([endpoint, payload], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def validate_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if not _KEY_PATTERN.match(key):
+        raise ValidationFailed(
+            "The Idempotency-Key header must be 1..255 printable ASCII characters",
+            errors=[{"in": "header", "field": "Idempotency-Key", "message": "invalid key"}],
+        )
+    return key
+
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="1..255 printable ASCII characters; replays return the first response",
+    ),
+]
+
+
+def scope_for(
+    user_id: uuid.UUID, endpoint: str, key: str | None, payload: Any
+) -> IdempotencyScope | None:
+    valid = validate_key(key)
+    if valid is None:
+        return None
+    return IdempotencyScope(user_id, endpoint, valid, request_fingerprint(endpoint, payload))
+
+
+def _insert(conn: AsyncConnection) -> Any:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(idempotency_records)
+
+
+async def _claim(conn: AsyncConnection, scope: IdempotencyScope, state: str) -> bool:
+    now = utcnow()
+    statement = (
+        _insert(conn)
+        .values(
+            id=uuid.uuid4(),
+            user_id=scope.user_id,
+            endpoint=scope.endpoint,
+            key=scope.key,
+            request_hash=scope.request_hash,
+            state=state,
+            expires_at=now + RETENTION,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["user_id", "endpoint", "key"])
+        .returning(idempotency_records.c.id)
+    )
+    return (await conn.execute(statement)).first() is not None
+
+
+async def _store(conn: AsyncConnection, scope: IdempotencyScope, response: StoredResponse) -> None:
+    await conn.execute(
+        sa.update(idempotency_records)
+        .where(
+            idempotency_records.c.user_id == scope.user_id,
+            idempotency_records.c.endpoint == scope.endpoint,
+            idempotency_records.c.key == scope.key,
+        )
+        .values(
+            state="COMPLETED",
+            response_status=response.status,
+            response_body=response.body,
+            updated_at=utcnow(),
+        )
+    )
+
+
+async def _existing(conn: AsyncConnection, scope: IdempotencyScope) -> StoredResponse:
+    """The stored outcome for a key this request could not claim."""
+    row = (
+        await conn.execute(
+            sa.select(
+                idempotency_records.c.request_hash,
+                idempotency_records.c.state,
+                idempotency_records.c.response_status,
+                idempotency_records.c.response_body,
+            ).where(
+                idempotency_records.c.user_id == scope.user_id,
+                idempotency_records.c.endpoint == scope.endpoint,
+                idempotency_records.c.key == scope.key,
+            )
+        )
+    ).one()
+    if row.request_hash != scope.request_hash:
+        raise IdempotencyKeyMismatch(
+            "This Idempotency-Key was already used with a different request"
+        )
+    if row.state != "COMPLETED" or row.response_status is None:
+        raise IdempotencyKeyInUse("The first request with this Idempotency-Key is still running")
+    media = PROBLEM_MEDIA_TYPE if row.response_status >= 400 else "application/json"
+    return StoredResponse(row.response_status, bytes(row.response_body), media, replayed=True)
+
+
+def _problem_of(
+    error: DomainError, scope: IdempotencyScope, instance: str, request_id: str | None
+) -> StoredResponse:
+    body = problem_body(
+        error.code,
+        error.detail,
+        title=error.title,
+        instance=instance,
+        request_id=request_id,
+        errors=error.errors,
+    )
+    return StoredResponse(
+        STATUS_BY_CODE.get(error.code, 500), orjson.dumps(body), PROBLEM_MEDIA_TYPE
+    )
+
+
+Effect = Callable[[AsyncConnection], Awaitable[StoredResponse]]
+
+
+async def run(
+    ctx: AppContext,
+    scope: IdempotencyScope | None,
+    effect: Effect,
+    *,
+    instance: str,
+    request_id: str | None,
+) -> StoredResponse:
+    """Run `effect` in one transaction, exactly once per idempotency scope."""
+    if scope is None:
+        return await ctx.db.transaction(effect)
+
+    async def keyed(conn: AsyncConnection) -> StoredResponse:
+        if not await _claim(conn, scope, "COMPLETED"):
+            return await _existing(conn, scope)
+        response = await effect(conn)
+        await _store(conn, scope, response)
+        return response
+
+    try:
+        return await ctx.db.transaction(keyed)
+    except (IdempotencyKeyMismatch, IdempotencyKeyInUse, ServiceUnavailable, ValidationFailed):
+        raise
+    except DomainError as error:
+        failure = _problem_of(error, scope, instance, request_id)
+
+    async def store_failure(conn: AsyncConnection) -> StoredResponse:
+        if not await _claim(conn, scope, "COMPLETED"):
+            return await _existing(conn, scope)
+        await _store(conn, scope, failure)
+        return failure
+
+    return await ctx.db.transaction(store_failure)

@@ -1,0 +1,70 @@
+"""Keyset pagination: `?limit=&cursor=` in, `{data, meta: {limit, nextCursor}}` out.
+
+A cursor is opaque to clients: URL-safe base64 of a small JSON list holding the sort key of the
+last row served. A cursor that does not decode is a 400, never a 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Query
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from payflow.core.errors import ValidationFailed
+
+T = TypeVar("T")
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+
+LimitQuery = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size (1..100)")]
+CursorQuery = Annotated[
+    str | None, Query(max_length=512, description="The `nextCursor` of the previous page")
+]
+
+
+def encode_cursor(*key: Any) -> str:
+    raw = json.dumps(list(key), separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, *types: type) -> tuple[Any, ...] | None:
+    """The sort key inside a cursor, checked against the expected types, or a 400."""
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        values = json.loads(raw)
+    except (binascii.Error, ValueError) as exc:
+        raise _bad_cursor() from exc
+    if not isinstance(values, list) or len(values) != len(types):
+        raise _bad_cursor()
+    if not all(
+        isinstance(v, t) and not isinstance(v, bool) for v, t in zip(values, types, strict=True)
+    ):
+        raise _bad_cursor()
+    return tuple(values)
+
+
+def _bad_cursor() -> ValidationFailed:
+    return ValidationFailed(
+        "The cursor is not valid",
+        errors=[{"in": "query", "field": "cursor", "message": "not a cursor from this API"}],
+    )
+
+
+class PageMeta(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    limit: int
+    next_cursor: str | None = Field(default=None)
+
+
+class Page(BaseModel, Generic[T]):
+    data: list[T]
+    meta: PageMeta
