@@ -1,0 +1,69 @@
+"""Caching of single products and catalogue pages (TTL 60 s), and their invalidation.
+
+Single products are cached with their version. Invalidating one writes a tombstone carrying the
+new version, so a reader that loaded the row before the change can never put the old version back
+(the cache refuses versions older than what it holds). Catalogue pages are cached under a
+generation id; any product change drops the generation, orphaning every page cached under it.
+Money and stock paths never read any of this.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from payflow.core.context import AppContext
+
+PRODUCT_TTL_SECONDS = 60
+_TOMBSTONE = b""
+_GENERATION_KEY = "products:generation"
+
+
+def product_key(product_id: uuid.UUID) -> str:
+    return f"product:{product_id}"
+
+
+async def get_product(ctx: AppContext, product_id: uuid.UUID) -> bytes | None:
+    """The cached JSON of a product, or None (a miss, or a tombstone)."""
+    cached = await ctx.cache.get_versioned(product_key(product_id))
+    if cached is None or cached[1] == _TOMBSTONE:
+        return None
+    return cached[1]
+
+
+async def put_product(ctx: AppContext, product_id: uuid.UUID, version: int, payload: bytes) -> None:
+    await ctx.cache.set_if_newer(product_key(product_id), version, payload, PRODUCT_TTL_SECONDS)
+
+
+async def list_generation(ctx: AppContext) -> str:
+    """The id under which catalogue pages are cached now (a new one after any product change)."""
+    current = await ctx.cache.get(_GENERATION_KEY)
+    if current:
+        return current.decode()
+    generation = uuid.uuid4().hex
+    await ctx.cache.set(_GENERATION_KEY, generation.encode(), PRODUCT_TTL_SECONDS)
+    return generation
+
+
+def page_key(generation: str, query: str) -> str:
+    return f"products:page:{generation}:{query}"
+
+
+async def get_page(ctx: AppContext, generation: str, query: str) -> bytes | None:
+    return await ctx.cache.get(page_key(generation, query))
+
+
+async def put_page(ctx: AppContext, generation: str, query: str, payload: bytes) -> None:
+    await ctx.cache.set(page_key(generation, query), payload, PRODUCT_TTL_SECONDS)
+
+
+async def invalidate(ctx: AppContext, changed: Iterable[tuple[uuid.UUID, int]]) -> None:
+    """After a commit that changed products: (product id, its new version) for each."""
+    changed = list(changed)
+    if not changed:
+        return
+    for product_id, version in changed:
+        await ctx.cache.set_if_newer(
+            product_key(product_id), version, _TOMBSTONE, PRODUCT_TTL_SECONDS
+        )
+    await ctx.cache.delete(_GENERATION_KEY)
