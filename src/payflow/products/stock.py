@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -41,9 +42,13 @@ _RETURNING = (
 _live = sa.and_(products.c.deleted_at.is_(None), products.c.is_active.is_(True))
 
 
-def _stocked(row: sa.Row[tuple[uuid.UUID, uuid.UUID, int, str, int]]) -> StockedProduct:
+def _stocked(row: sa.Row[Any]) -> StockedProduct:
     return StockedProduct(
-        id=row[0], merchant_id=row[1], price=row[2], currency=row[3], version=row[4]
+        id=row.id,
+        merchant_id=row.merchant_id,
+        price=row.price,
+        currency=row.currency,
+        version=row.version,
     )
 
 
