@@ -21,6 +21,7 @@ from payflow.core.middleware import RequestShellMiddleware
 from payflow.core.problems import install_problem_handlers
 from payflow.core.schemas import Problem
 from payflow.health.router import router as health_router
+from payflow.orders.router import router as orders_router
 from payflow.users.router import router as users_router
 from payflow.wallets.router import router as wallets_router
 
@@ -58,6 +59,7 @@ def _api_router() -> APIRouter:
     api.include_router(auth_router)
     api.include_router(users_router)
     api.include_router(wallets_router)
+    api.include_router(orders_router)
     api.include_router(health_router)
     return api
 

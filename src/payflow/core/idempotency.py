@@ -200,6 +200,15 @@ def _problem_of(
 
 
 Effect = Callable[[AsyncConnection], Awaitable[StoredResponse]]
+FailureRecorder = Callable[[AsyncConnection, DomainError], Awaitable[None]]
+
+# Errors that say nothing about the request's outcome: never stored, the client may just retry.
+_NOT_AN_OUTCOME = (
+    IdempotencyKeyMismatch,
+    IdempotencyKeyInUse,
+    ServiceUnavailable,
+    ValidationFailed,
+)
 
 
 async def run(
@@ -209,29 +218,44 @@ async def run(
     *,
     instance: str,
     request_id: str | None,
+    record_failure: FailureRecorder | None = None,
 ) -> StoredResponse:
-    """Run `effect` in one transaction, exactly once per idempotency scope."""
-    if scope is None:
-        return await ctx.db.transaction(effect)
+    """Run `effect` in one transaction, exactly once per idempotency scope.
+
+    When `effect` raises a business error, its transaction is rolled back; then, in a second
+    transaction, `record_failure` writes what the domain keeps of a failure (a FAILED order) and
+    the error response is stored under the key. The error is returned as the stored response
+    (keyed requests) or raised (unkeyed ones)."""
 
     async def keyed(conn: AsyncConnection) -> StoredResponse:
-        if not await _claim(conn, scope, "COMPLETED"):
+        if scope is not None and not await _claim(conn, scope, "COMPLETED"):
             return await _existing(conn, scope)
         response = await effect(conn)
-        await _store(conn, scope, response)
+        if scope is not None:
+            await _store(conn, scope, response)
         return response
 
     try:
         return await ctx.db.transaction(keyed)
-    except (IdempotencyKeyMismatch, IdempotencyKeyInUse, ServiceUnavailable, ValidationFailed):
+    except _NOT_AN_OUTCOME:
         raise
     except DomainError as error:
-        failure = _problem_of(error, scope, instance, request_id)
+        if scope is None and record_failure is None:
+            raise
+        failure, failed_with = error, error
 
-    async def store_failure(conn: AsyncConnection) -> StoredResponse:
-        if not await _claim(conn, scope, "COMPLETED"):
+    async def store_failure(conn: AsyncConnection) -> StoredResponse | None:
+        if scope is not None and not await _claim(conn, scope, "COMPLETED"):
             return await _existing(conn, scope)
-        await _store(conn, scope, failure)
-        return failure
+        if record_failure is not None:
+            await record_failure(conn, failure)
+        if scope is None:
+            return None
+        response = _problem_of(failure, scope, instance, request_id)
+        await _store(conn, scope, response)
+        return response
 
-    return await ctx.db.transaction(store_failure)
+    stored = await ctx.db.transaction(store_failure)
+    if stored is None:
+        raise failed_with
+    return stored

@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import uuid
+from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
@@ -68,3 +70,22 @@ class PageMeta(BaseModel):
 class Page(BaseModel, Generic[T]):
     data: list[T]
     meta: PageMeta
+
+
+def encode_time_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
+    """The cursor after a row of a newest-first (created_at, id) listing."""
+    return encode_cursor(created_at.isoformat(), str(row_id))
+
+
+def decode_time_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    key = decode_cursor(cursor, str, str)
+    if key is None:
+        return None
+    try:
+        created_at = datetime.fromisoformat(key[0])
+        row_id = uuid.UUID(key[1])
+    except ValueError as exc:
+        raise _bad_cursor() from exc
+    if created_at.tzinfo is None:
+        raise _bad_cursor()
+    return created_at, row_id

@@ -94,9 +94,10 @@ async def get_by_user(conn: AsyncConnection, user_id: uuid.UUID) -> Wallet | Non
 
 async def change_balance(
     conn: AsyncConnection,
-    user_id: uuid.UUID,
     amount: Money,
     *,
+    user_id: uuid.UUID | None = None,
+    wallet_id: uuid.UUID | None = None,
     credit: bool,
     type: TransactionType,
     description: str | None = None,
@@ -105,14 +106,18 @@ async def change_balance(
     metadata: dict[str, Any] | None = None,
     now: datetime | None = None,
 ) -> Movement:
-    """Credit or debit the user's wallet and append the ledger row, or raise why it cannot be."""
+    """Credit or debit a wallet (named by its user or its own id) and append the ledger row, or
+    raise why it cannot be."""
+    if (user_id is None) == (wallet_id is None):
+        raise TypeError("name the wallet by exactly one of user_id and wallet_id")
+    selector = wallets.c.user_id == user_id if user_id is not None else wallets.c.id == wallet_id
     now = now or utcnow()
     delta = amount.minor if credit else -amount.minor
     new_balance = wallets.c.balance + delta
     result = await conn.execute(
         sa.update(wallets)
         .where(
-            wallets.c.user_id == user_id,
+            selector,
             wallets.c.currency == amount.currency,
             wallets.c.is_locked.is_(False),
             new_balance >= 0,
@@ -123,7 +128,7 @@ async def change_balance(
     )
     row = result.mappings().first()
     if row is None:
-        raise await _refusal(conn, user_id, amount, credit=credit)
+        raise await _refusal(conn, selector, amount, credit=credit)
     wallet = _wallet(row)
     entry = LedgerEntry(
         id=uuid.uuid4(),
@@ -164,10 +169,11 @@ async def change_balance(
 
 
 async def _refusal(
-    conn: AsyncConnection, user_id: uuid.UUID, amount: Money, *, credit: bool
+    conn: AsyncConnection, selector: sa.ColumnElement[bool], amount: Money, *, credit: bool
 ) -> Exception:
     """Why a conditional balance update matched no row (only ever read on the failure path)."""
-    wallet = await get_by_user(conn, user_id)
+    row = (await conn.execute(sa.select(*_WALLET_COLUMNS).where(selector))).mappings().first()
+    wallet = _wallet(row) if row else None
     if wallet is None:
         return NotFound("Wallet not found")
     if wallet.is_locked:
@@ -210,3 +216,13 @@ async def set_locked(conn: AsyncConnection, user_id: uuid.UUID, locked: bool) ->
     await conn.execute(
         sa.update(wallets).where(wallets.c.user_id == user_id).values(is_locked=locked)
     )
+
+
+async def wallet_ids(
+    conn: AsyncConnection, user_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, uuid.UUID]:
+    """user id → wallet id (a mapping that never changes once a user exists)."""
+    rows = await conn.execute(
+        sa.select(wallets.c.user_id, wallets.c.id).where(wallets.c.user_id.in_(user_ids))
+    )
+    return {row.user_id: row.id for row in rows}

@@ -82,7 +82,12 @@ async def deposit(
     conn: AsyncConnection, user_id: uuid.UUID, amount: Money, description: str | None
 ) -> Movement:
     movement = await repository.change_balance(
-        conn, user_id, amount, credit=True, type=TransactionType.DEPOSIT, description=description
+        conn,
+        amount,
+        user_id=user_id,
+        credit=True,
+        type=TransactionType.DEPOSIT,
+        description=description,
     )
     _log_movement("wallet.deposit", movement)
     return movement
@@ -93,8 +98,8 @@ async def withdraw(
 ) -> Movement:
     movement = await repository.change_balance(
         conn,
-        user_id,
         amount,
+        user_id=user_id,
         credit=False,
         type=TransactionType.WITHDRAWAL,
         description=description,

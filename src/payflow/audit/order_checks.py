@@ -1,0 +1,77 @@
+"""SPEC §9 invariant 4: every order's money is in the ledger exactly as its status says."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from payflow.audit.checks import Violation
+from payflow.orders.models import OrderStatus, PaymentMethod, orders
+from payflow.wallets.models import TransactionType, wallet_transactions
+
+ORDER_REFERENCE = "ORDER"
+
+# (status, method) → the ledger rows (PAYMENT, EARNING, REFUND) an order must have.
+_EXPECTED: dict[tuple[OrderStatus, PaymentMethod], tuple[int, int, int]] = {
+    (OrderStatus.COMPLETED, PaymentMethod.WALLET): (1, 1, 0),
+    (OrderStatus.COMPLETED, PaymentMethod.GATEWAY): (0, 1, 0),
+    (OrderStatus.REFUNDED, PaymentMethod.WALLET): (1, 1, 2),
+}
+
+
+def _count(kind: TransactionType) -> sa.ColumnElement[int]:
+    return sa.func.coalesce(
+        sa.func.sum(sa.case((wallet_transactions.c.type == kind.value, 1), else_=0)), 0
+    )
+
+
+async def check_order_ledger(conn: AsyncConnection) -> list[Violation]:
+    t = wallet_transactions
+    per_order = (
+        sa.select(
+            orders.c.id,
+            orders.c.status,
+            orders.c.payment_method,
+            _count(TransactionType.PAYMENT).label("payments"),
+            _count(TransactionType.EARNING).label("earnings"),
+            _count(TransactionType.REFUND).label("refunds"),
+            _count(TransactionType.DEPOSIT).label("deposits"),
+            _count(TransactionType.WITHDRAWAL).label("withdrawals"),
+            sa.func.coalesce(
+                sa.func.sum(sa.case((t.c.amount != orders.c.amount, 1), else_=0)), 0
+            ).label("wrong_amounts"),
+        )
+        .select_from(orders)
+        .outerjoin(
+            t, sa.and_(t.c.reference_type == ORDER_REFERENCE, t.c.reference_id == orders.c.id)
+        )
+        .group_by(orders.c.id, orders.c.status, orders.c.payment_method)
+        .order_by(orders.c.id)
+    )
+    violations = []
+    for row in (await conn.execute(per_order)).all():
+        status, method = OrderStatus(row.status), PaymentMethod(row.payment_method)
+        found = (row.payments, row.earnings, row.refunds)
+        if (status, method) == (OrderStatus.REFUNDED, PaymentMethod.GATEWAY):
+            # the merchant is debited only if it had been credited
+            ok = row.payments == 0 and row.earnings == row.refunds and row.earnings <= 1
+        else:
+            ok = found == _EXPECTED.get((status, method), (0, 0, 0))
+        if not ok or row.wrong_amounts or row.deposits or row.withdrawals:
+            violations.append(
+                Violation(
+                    4,
+                    f"order {row.id}",
+                    f"{status} {method} order has {row.payments} PAYMENT, {row.earnings} EARNING,"
+                    f" {row.refunds} REFUND rows ({row.wrong_amounts} of another amount)",
+                )
+            )
+    orphans = sa.select(t.c.id, t.c.reference_id).where(
+        t.c.reference_type == ORDER_REFERENCE,
+        ~sa.exists().where(orders.c.id == t.c.reference_id),
+    )
+    for row in (await conn.execute(orphans)).all():
+        violations.append(
+            Violation(4, f"ledger row {row.id}", f"references missing order {row.reference_id}")
+        )
+    return violations

@@ -1,0 +1,33 @@
+"""The order as the domain sees it."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from payflow.orders.models import OrderStatus, PaymentMethod
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    id: uuid.UUID
+    user_id: uuid.UUID
+    product_id: uuid.UUID
+    merchant_id: uuid.UUID
+    quantity: int
+    unit_price: int
+    amount: int
+    currency: str
+    payment_method: PaymentMethod
+    status: OrderStatus
+    stripe_session_id: str | None
+    stripe_payment_intent_id: str | None
+    reservation_expires_at: datetime | None
+    completed_at: datetime | None
+    failed_at: datetime | None
+    failure_reason: str | None
+    metadata: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,68 @@
+"""Orders on the wire."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import Field
+
+from payflow.core.money import format_minor
+from payflow.core.schemas import RequestModel, ResponseModel
+from payflow.orders.models import OrderStatus, PaymentMethod
+from payflow.orders.records import Order
+
+
+class CreateOrderRequest(RequestModel):
+    product_id: uuid.UUID
+    payment_method: PaymentMethod
+    quantity: int = Field(default=1, ge=1, le=100)
+    idempotency_key: str | None = Field(
+        default=None, description="Alias of the Idempotency-Key header", max_length=255
+    )
+
+
+class RefundRequest(RequestModel):
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class OrderOut(ResponseModel):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    product_id: uuid.UUID
+    merchant_id: uuid.UUID
+    quantity: int
+    unit_price: str
+    amount: str
+    currency: str
+    payment_method: PaymentMethod
+    status: OrderStatus
+    failure_reason: str | None
+    stripe_session_id: str | None
+    reservation_expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    failed_at: datetime | None
+
+    @classmethod
+    def of(cls, order: Order) -> OrderOut:
+        return cls(
+            id=order.id,
+            user_id=order.user_id,
+            product_id=order.product_id,
+            merchant_id=order.merchant_id,
+            quantity=order.quantity,
+            unit_price=format_minor(order.unit_price, order.currency),
+            amount=format_minor(order.amount, order.currency),
+            currency=order.currency,
+            payment_method=order.payment_method,
+            status=order.status,
+            failure_reason=order.failure_reason,
+            stripe_session_id=order.stripe_session_id,
+            reservation_expires_at=order.reservation_expires_at,
+            created_at=order.created_at,
+            updated_at=order.updated_at,
+            completed_at=order.completed_at,
+            failed_at=order.failed_at,
+        )
