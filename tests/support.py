@@ -64,3 +64,55 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
     for key in ("type", "title", "detail", "instance"):
         assert key in body
     return body
+
+
+async def deposit(client: httpx.AsyncClient, account: Account, amount: str) -> None:
+    response = await client.post(
+        "/wallet/deposit", json={"amount": amount}, headers=account.headers
+    )
+    assert response.status_code == 201, response.text
+
+
+async def balance(client: httpx.AsyncClient, account: Account) -> str:
+    response = await client.get("/wallet", headers=account.headers)
+    assert response.status_code == 200, response.text
+    value: str = response.json()["balance"]
+    return value
+
+
+async def create_product(
+    client: httpx.AsyncClient,
+    merchant: Account,
+    *,
+    price: str = "10.00",
+    units: int = 10,
+    name: str | None = None,
+) -> dict[str, Any]:
+    response = await client.post(
+        "/products",
+        json={
+            "name": name or f"product-{uuid.uuid4().hex[:8]}",
+            "price": price,
+            "availableUnits": units,
+        },
+        headers=merchant.headers,
+    )
+    assert response.status_code == 201, response.text
+    product: dict[str, Any] = response.json()
+    return product
+
+
+async def ledger(client: httpx.AsyncClient, account: Account) -> list[dict[str, Any]]:
+    """The account's whole ledger, newest first."""
+    rows: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": 100}
+        if cursor:
+            params["cursor"] = cursor
+        response = await client.get("/wallet/transactions", params=params, headers=account.headers)
+        assert response.status_code == 200, response.text
+        rows.extend(response.json()["data"])
+        cursor = response.json()["meta"]["nextCursor"]
+        if cursor is None:
+            return rows
