@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from typing import Annotated
 
 import typer
@@ -75,6 +76,17 @@ def serve(
 ) -> None:
     """Apply pending migrations, then serve the API."""
     settings = load_settings()
+    if workers > 1 and not settings.stripe_secret_key:
+        typer.echo(
+            "payflow: the built-in payments sandbox keeps its state in one process; use "
+            "--workers 1, or run the sandbox on its own (python -m payflow.sandbox) and set "
+            "STRIPE_SECRET_KEY=sk_test_... and STRIPE_API_BASE to it",
+            err=True,
+        )
+        raise typer.Exit(code=2)
+    if workers > 1 and not settings.redis_url:
+        # Each worker would keep its own cache and serve stale balances written by another.
+        os.environ["IN_PROCESS_CACHE"] = "false"
     migrations.upgrade(settings)
     uvicorn.run(
         "payflow.app:create_app",

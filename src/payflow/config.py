@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     # Every Redis key starts with this; lets several deployments (or tests) share one Redis.
     redis_key_prefix: str = "payflow:"
+    # Without Redis, cache in this process. Must be false when several processes share the
+    # database without Redis (each would serve its own stale copies); `serve --workers N` sets it.
+    in_process_cache: bool = True
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
 

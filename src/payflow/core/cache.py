@@ -177,5 +177,32 @@ def _split_versioned(raw: bytes | None) -> tuple[int, bytes] | None:
     return int(head), payload
 
 
-def create_cache(redis_url: str | None, prefix: str) -> Cache:
-    return RedisCache(redis_url, prefix) if redis_url else MemoryCache()
+class NullCache:
+    """No cache at all: for several processes that share a database but no Redis."""
+
+    async def get(self, key: str) -> bytes | None:
+        return None
+
+    async def set(self, key: str, value: bytes, ttl_seconds: int) -> None:
+        return None
+
+    async def delete(self, *keys: str) -> None:
+        return None
+
+    async def set_if_newer(self, key: str, version: int, value: bytes, ttl_seconds: int) -> None:
+        return None
+
+    async def get_versioned(self, key: str) -> tuple[int, bytes] | None:
+        return None
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
+
+def create_cache(redis_url: str | None, prefix: str, *, in_process: bool = True) -> Cache:
+    if redis_url:
+        return RedisCache(redis_url, prefix)
+    return MemoryCache() if in_process else NullCache()

@@ -25,7 +25,9 @@ class AppContext:
         return cls(
             settings=settings,
             db=Database(settings),
-            cache=create_cache(settings.redis_url, settings.redis_key_prefix),
+            cache=create_cache(
+                settings.redis_url, settings.redis_key_prefix, in_process=settings.in_process_cache
+            ),
             metrics=Metrics(),
             passwords=PasswordHasher(settings.bcrypt_rounds),
             tokens=TokenService(settings),

@@ -34,6 +34,9 @@ from payflow.core.problems import PROBLEM_MEDIA_TYPE, STATUS_BY_CODE, problem_bo
 from payflow.core.tables import utcnow
 
 RETENTION = timedelta(hours=24)
+# A record is PROCESSING while a request spanning several transactions (a gateway order) runs.
+PROCESSING = "PROCESSING"
+COMPLETED = "COMPLETED"
 REPLAYED_HEADER = "Idempotent-Replayed"
 _KEY_PATTERN = re.compile(r"^[\x20-\x7e]{1,255}$")
 
@@ -119,7 +122,7 @@ def _insert(conn: AsyncConnection) -> Any:
     return dialect.insert(idempotency_records)
 
 
-async def _claim(conn: AsyncConnection, scope: IdempotencyScope, state: str) -> bool:
+async def claim(conn: AsyncConnection, scope: IdempotencyScope, state: str) -> bool:
     now = utcnow()
     statement = (
         _insert(conn)
@@ -140,7 +143,7 @@ async def _claim(conn: AsyncConnection, scope: IdempotencyScope, state: str) -> 
     return (await conn.execute(statement)).first() is not None
 
 
-async def _store(conn: AsyncConnection, scope: IdempotencyScope, response: StoredResponse) -> None:
+async def store(conn: AsyncConnection, scope: IdempotencyScope, response: StoredResponse) -> None:
     await conn.execute(
         sa.update(idempotency_records)
         .where(
@@ -149,7 +152,7 @@ async def _store(conn: AsyncConnection, scope: IdempotencyScope, response: Store
             idempotency_records.c.key == scope.key,
         )
         .values(
-            state="COMPLETED",
+            state=COMPLETED,
             response_status=response.status,
             response_body=response.body,
             updated_at=utcnow(),
@@ -157,7 +160,7 @@ async def _store(conn: AsyncConnection, scope: IdempotencyScope, response: Store
     )
 
 
-async def _existing(conn: AsyncConnection, scope: IdempotencyScope) -> StoredResponse:
+async def existing(conn: AsyncConnection, scope: IdempotencyScope) -> StoredResponse:
     """The stored outcome for a key this request could not claim."""
     row = (
         await conn.execute(
@@ -177,15 +180,13 @@ async def _existing(conn: AsyncConnection, scope: IdempotencyScope) -> StoredRes
         raise IdempotencyKeyMismatch(
             "This Idempotency-Key was already used with a different request"
         )
-    if row.state != "COMPLETED" or row.response_status is None:
+    if row.state != COMPLETED or row.response_status is None:
         raise IdempotencyKeyInUse("The first request with this Idempotency-Key is still running")
     media = PROBLEM_MEDIA_TYPE if row.response_status >= 400 else "application/json"
     return StoredResponse(row.response_status, bytes(row.response_body), media, replayed=True)
 
 
-def _problem_of(
-    error: DomainError, scope: IdempotencyScope, instance: str, request_id: str | None
-) -> StoredResponse:
+def problem_of(error: DomainError, instance: str, request_id: str | None) -> StoredResponse:
     body = problem_body(
         error.code,
         error.detail,
@@ -203,12 +204,7 @@ Effect = Callable[[AsyncConnection], Awaitable[StoredResponse]]
 FailureRecorder = Callable[[AsyncConnection, DomainError], Awaitable[None]]
 
 # Errors that say nothing about the request's outcome: never stored, the client may just retry.
-_NOT_AN_OUTCOME = (
-    IdempotencyKeyMismatch,
-    IdempotencyKeyInUse,
-    ServiceUnavailable,
-    ValidationFailed,
-)
+NOT_AN_OUTCOME = (IdempotencyKeyMismatch, IdempotencyKeyInUse, ServiceUnavailable, ValidationFailed)
 
 
 async def run(
@@ -222,40 +218,73 @@ async def run(
 ) -> StoredResponse:
     """Run `effect` in one transaction, exactly once per idempotency scope.
 
-    When `effect` raises a business error, its transaction is rolled back; then, in a second
-    transaction, `record_failure` writes what the domain keeps of a failure (a FAILED order) and
-    the error response is stored under the key. The error is returned as the stored response
-    (keyed requests) or raised (unkeyed ones)."""
+    When `effect` raises a business error, its transaction is rolled back and the failure is
+    settled by `settle_failure`."""
 
     async def keyed(conn: AsyncConnection) -> StoredResponse:
-        if scope is not None and not await _claim(conn, scope, "COMPLETED"):
-            return await _existing(conn, scope)
+        if scope is not None and not await claim(conn, scope, COMPLETED):
+            return await existing(conn, scope)
         response = await effect(conn)
         if scope is not None:
-            await _store(conn, scope, response)
+            await store(conn, scope, response)
         return response
 
     try:
         return await ctx.db.transaction(keyed)
-    except _NOT_AN_OUTCOME:
+    except NOT_AN_OUTCOME:
         raise
     except DomainError as error:
-        if scope is None and record_failure is None:
-            raise
-        failure, failed_with = error, error
+        return await settle_failure(
+            ctx,
+            scope,
+            error,
+            instance=instance,
+            request_id=request_id,
+            record_failure=record_failure,
+        )
+
+
+async def settle_failure(
+    ctx: AppContext,
+    scope: IdempotencyScope | None,
+    error: DomainError,
+    *,
+    instance: str,
+    request_id: str | None,
+    record_failure: FailureRecorder | None = None,
+    claimed: bool = False,
+) -> StoredResponse:
+    """After a business failure was rolled back: in a new transaction, `record_failure` writes what
+    the domain keeps of it (a FAILED order) and the error response is stored under the key. Returns
+    the stored response for keyed requests, raises `error` for unkeyed ones. `claimed` says the key
+    is already held (PROCESSING) by this request."""
+    if scope is None and record_failure is None:
+        raise error
 
     async def store_failure(conn: AsyncConnection) -> StoredResponse | None:
-        if scope is not None and not await _claim(conn, scope, "COMPLETED"):
-            return await _existing(conn, scope)
+        if scope is not None and not claimed and not await claim(conn, scope, COMPLETED):
+            return await existing(conn, scope)
         if record_failure is not None:
-            await record_failure(conn, failure)
+            await record_failure(conn, error)
         if scope is None:
             return None
-        response = _problem_of(failure, scope, instance, request_id)
-        await _store(conn, scope, response)
+        response = problem_of(error, instance, request_id)
+        await store(conn, scope, response)
         return response
 
     stored = await ctx.db.transaction(store_failure)
     if stored is None:
-        raise failed_with
+        raise error
     return stored
+
+
+async def release_stale(conn: AsyncConnection, older_than: timedelta) -> int:
+    """Forget keys whose first request never finished (the process died between its
+    transactions), so the client can retry them."""
+    result = await conn.execute(
+        sa.delete(idempotency_records).where(
+            idempotency_records.c.state == PROCESSING,
+            idempotency_records.c.updated_at < utcnow() - older_than,
+        )
+    )
+    return result.rowcount
