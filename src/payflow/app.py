@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from importlib.resources import files
 from typing import Any
 
@@ -22,6 +24,11 @@ from payflow.core.problems import install_problem_handlers
 from payflow.core.schemas import Problem
 from payflow.health.router import router as health_router
 from payflow.orders.router import router as orders_router
+from payflow.payments.router import router as payments_router
+from payflow.payments.setup import SANDBOX_PREFIX
+from payflow.payments.sweeper import run_forever as sweeper_loop
+from payflow.products.router import router as products_router
+from payflow.sandbox import create_sandbox_app
 from payflow.users.router import router as users_router
 from payflow.wallets.router import router as wallets_router
 
@@ -59,7 +66,9 @@ def _api_router() -> APIRouter:
     api.include_router(auth_router)
     api.include_router(users_router)
     api.include_router(wallets_router)
+    api.include_router(products_router)
     api.include_router(orders_router)
+    api.include_router(payments_router)
     api.include_router(health_router)
     return api
 
@@ -92,17 +101,31 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def create_app(settings: Settings | None = None, context: AppContext | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings)
     ctx = context or AppContext.create(settings)
 
+    sandbox_app = create_sandbox_app(ctx.sandbox) if ctx.sandbox else None
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        try:
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(ctx.close)
+            if sandbox_app is not None:
+                # Starlette does not run a mounted app's lifespan: run the sandbox's here.
+                await stack.enter_async_context(sandbox_app.router.lifespan_context(sandbox_app))
+            sweeper = asyncio.create_task(
+                sweeper_loop(ctx, ctx.settings.sweeper_interval_seconds), name="payflow-sweeper"
+            )
+            stack.push_async_callback(_stop, sweeper)
             yield
-        finally:
-            await ctx.close()
 
     app = FastAPI(
         title="payflow",
@@ -119,6 +142,8 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     # Operators' probes also answer at the root, where load balancers and Prometheus look first.
     app.include_router(health_router, include_in_schema=False)
     _install_docs(app)
+    if sandbox_app is not None:
+        app.mount(SANDBOX_PREFIX, sandbox_app, name="payments-sandbox")
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
     if settings.cors_origins:

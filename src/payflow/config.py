@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     # Real Stripe needs 1800..86400; the sandbox accepts shorter ones for tests and demos.
     checkout_ttl_seconds: int = Field(default=1800, ge=60, le=86400)
+    # How often each server releases expired reservations and retries pending refunds.
+    sweeper_interval_seconds: float = Field(default=10.0, gt=0, le=3600)
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from payflow.orders.models import OrderStatus, orders
+from payflow.products.models import products, stock_adjustments
 from payflow.wallets.models import TransactionStatus, TransactionType, wallet_transactions, wallets
 
 
@@ -104,11 +106,27 @@ async def check_balances_match_ledger(conn: AsyncConnection) -> list[Violation]:
 
 
 async def check_nothing_negative(conn: AsyncConnection) -> list[Violation]:
-    """Invariant 2 (balances; stock is added with products)."""
+    """Invariant 2: no wallet balance and no product's available or reserved stock below zero."""
     rows = await conn.execute(
         sa.select(wallets.c.id, wallets.c.balance).where(wallets.c.balance < 0)
     )
-    return [Violation(2, f"wallet {row.id}", f"negative balance {row.balance}") for row in rows]
+    violations = [
+        Violation(2, f"wallet {row.id}", f"negative balance {row.balance}") for row in rows
+    ]
+    stock = await conn.execute(
+        sa.select(products.c.id, products.c.available_units, products.c.reserved_units)
+        .where(sa.or_(products.c.available_units < 0, products.c.reserved_units < 0))
+        .order_by(products.c.id)
+    )
+    violations.extend(
+        Violation(
+            2,
+            f"product {row.id}",
+            f"negative stock: {row.available_units} available, {row.reserved_units} reserved",
+        )
+        for row in stock
+    )
+    return violations
 
 
 async def check_conservation(conn: AsyncConnection) -> list[Violation]:
@@ -144,11 +162,58 @@ async def check_conservation(conn: AsyncConnection) -> list[Violation]:
     ]
 
 
+def sold_units_subquery() -> sa.ScalarSelect[int]:
+    """Units of the product (`products.c.id`, correlated) in COMPLETED orders: the units sold.
+
+    Reserved units of PENDING and PAYMENT_PROCESSING orders are in `reserved_units`; units of
+    FAILED, CANCELLED and REFUNDED orders went back on sale.
+    """
+    return (
+        sa.select(sa.func.coalesce(sa.func.sum(orders.c.quantity), 0))
+        .where(
+            orders.c.product_id == products.c.id,
+            orders.c.status == OrderStatus.COMPLETED.value,
+        )
+        .scalar_subquery()
+    )
+
+
+async def check_stock_conservation(conn: AsyncConnection) -> list[Violation]:
+    """Invariant 5: for each product, available + reserved + sold = every unit its merchant
+    stocked (the stock adjustments, the initial units included)."""
+    stocked = (
+        sa.select(sa.func.coalesce(sa.func.sum(stock_adjustments.c.delta), 0))
+        .where(stock_adjustments.c.product_id == products.c.id)
+        .scalar_subquery()
+    )
+    per_product = sa.select(
+        products.c.id,
+        products.c.available_units,
+        products.c.reserved_units,
+        sold_units_subquery().label("sold"),
+        stocked.label("stocked"),
+    ).subquery()
+    p = per_product.c
+    broken = sa.select(per_product).where(
+        p.available_units + p.reserved_units + p.sold != p.stocked
+    )
+    return [
+        Violation(
+            5,
+            f"product {row.id}",
+            f"{row.available_units} available + {row.reserved_units} reserved + {row.sold} sold"
+            f" != {row.stocked} stocked",
+        )
+        for row in (await conn.execute(broken.order_by(p.id))).all()
+    ]
+
+
 Check = Callable[[AsyncConnection], Awaitable[list[Violation]]]
 
 CHECKS: list[tuple[int, str, Check]] = [
     (1, "every ledger chain is continuous and moves by its amounts", check_ledger_rows),
     (1, "every balance equals its ledger", check_balances_match_ledger),
-    (2, "no balance is negative", check_nothing_negative),
+    (2, "no balance and no stock is negative", check_nothing_negative),
     (3, "money is conserved", check_conservation),
+    (5, "every product's stock is accounted for", check_stock_conservation),
 ]

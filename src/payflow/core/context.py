@@ -9,6 +9,9 @@ from payflow.core.cache import Cache, create_cache
 from payflow.core.db import Database
 from payflow.core.metrics import Metrics
 from payflow.core.security import PasswordHasher, TokenService
+from payflow.payments.gateway import StripeGateway
+from payflow.payments.setup import gateway_for
+from payflow.sandbox import SandboxConfig
 
 
 @dataclass(slots=True)
@@ -19,9 +22,13 @@ class AppContext:
     metrics: Metrics
     passwords: PasswordHasher
     tokens: TokenService
+    gateway: StripeGateway
+    # Set when this app serves the payments sandbox itself (no STRIPE_SECRET_KEY).
+    sandbox: SandboxConfig | None
 
     @classmethod
     def create(cls, settings: Settings) -> AppContext:
+        gateway, sandbox = gateway_for(settings)
         return cls(
             settings=settings,
             db=Database(settings),
@@ -31,8 +38,11 @@ class AppContext:
             metrics=Metrics(),
             passwords=PasswordHasher(settings.bcrypt_rounds),
             tokens=TokenService(settings),
+            gateway=gateway,
+            sandbox=sandbox,
         )
 
     async def close(self) -> None:
+        await self.gateway.aclose()
         await self.cache.close()
         await self.db.dispose()

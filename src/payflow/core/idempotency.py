@@ -186,6 +186,20 @@ async def existing(conn: AsyncConnection, scope: IdempotencyScope) -> StoredResp
     return StoredResponse(row.response_status, bytes(row.response_body), media, replayed=True)
 
 
+async def existing_or_none(conn: AsyncConnection, scope: IdempotencyScope) -> StoredResponse | None:
+    """The stored outcome under this key, if the key was used before."""
+    found = (
+        await conn.execute(
+            sa.select(idempotency_records.c.id).where(
+                idempotency_records.c.user_id == scope.user_id,
+                idempotency_records.c.endpoint == scope.endpoint,
+                idempotency_records.c.key == scope.key,
+            )
+        )
+    ).first()
+    return await existing(conn, scope) if found else None
+
+
 def problem_of(error: DomainError, instance: str, request_id: str | None) -> StoredResponse:
     body = problem_body(
         error.code,

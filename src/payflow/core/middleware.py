@@ -2,6 +2,7 @@
 
 For every request it: assigns the request id; refuses bodies over 1 MiB (413) and bodies that are
 not JSON (415); adds `X-Request-ID` and the security headers to every response, errors included;
+(under the API prefix: the mounted payments sandbox speaks Stripe's form encoding);
 turns any unhandled exception into a 500 problem that reveals nothing; and logs one access line
 and records metrics by route template.
 """
@@ -169,7 +170,8 @@ class RequestShellMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if body and not _is_json(_header(scope, b"content-type")):
+        json_api = scope["path"].startswith(self.api_prefix + "/")
+        if body and json_api and not _is_json(_header(scope, b"content-type")):
             response = problem_response(
                 scope, "UNSUPPORTED_MEDIA_TYPE", "The request body must be application/json"
             )

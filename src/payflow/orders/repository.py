@@ -176,3 +176,40 @@ async def product_terms(
         )
     ).first()
     return (row[0], row[1], row[2]) if row else None
+
+
+async def lock(conn: AsyncConnection, order_id: uuid.UUID) -> Order | None:
+    """The order, row-locked until the transaction ends (the first lock of the global order)."""
+    query = sa.select(orders).where(orders.c.id == order_id).with_for_update()
+    row = (await conn.execute(query)).mappings().first()
+    return _order(row) if row else None
+
+
+async def attach_session(
+    conn: AsyncConnection, order_id: uuid.UUID, session_id: str, now: datetime | None = None
+) -> Order:
+    now = now or utcnow()
+    result = await conn.execute(
+        sa.update(orders)
+        .where(orders.c.id == order_id)
+        .values(stripe_session_id=session_id, updated_at=now)
+        .returning(*orders.c)
+    )
+    return _order(result.mappings().one())
+
+
+async def find_by_session(conn: AsyncConnection, session_id: str) -> Order | None:
+    query = sa.select(orders).where(orders.c.stripe_session_id == session_id)
+    row = (await conn.execute(query)).mappings().first()
+    return _order(row) if row else None
+
+
+async def expired_reservations(conn: AsyncConnection, now: datetime, limit: int) -> list[uuid.UUID]:
+    """PENDING gateway orders whose checkout has expired (oldest first)."""
+    rows = await conn.execute(
+        sa.select(orders.c.id)
+        .where(orders.c.status == OrderStatus.PENDING.value, orders.c.reservation_expires_at < now)
+        .order_by(orders.c.reservation_expires_at)
+        .limit(limit)
+    )
+    return [row.id for row in rows]

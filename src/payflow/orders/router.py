@@ -20,10 +20,10 @@ from payflow.core.pagination import (
     encode_time_cursor,
 )
 from payflow.core.schemas import problem_responses
-from payflow.orders import repository, service
+from payflow.orders import gateway_service, repository, service
 from payflow.orders.models import OrderStatus, PaymentMethod
 from payflow.orders.records import Order
-from payflow.orders.schemas import CreateOrderRequest, OrderOut, RefundRequest
+from payflow.orders.schemas import CheckoutOut, CreateOrderRequest, OrderOut, RefundRequest
 from payflow.users.records import User
 
 router = APIRouter(prefix="/orders", tags=["orders"])
@@ -34,6 +34,13 @@ _IDEMPOTENCY = ("IDEMPOTENCY_KEY_IN_USE", "IDEMPOTENCY_KEY_MISMATCH", "SERVICE_U
 
 def _render(code: int) -> service.Render:
     return lambda order: json_response(code, OrderOut.of(order))
+
+
+def _render_checkout(order: Order, url: str | None, session_id: str | None) -> StoredResponse:
+    return json_response(
+        status.HTTP_201_CREATED,
+        CheckoutOut(order=OrderOut.of(order), checkout_url=url, session_id=session_id),
+    )
 
 
 def _order_key(header: str | None, body_key: str | None) -> str | None:
@@ -48,10 +55,11 @@ def _order_key(header: str | None, body_key: str | None) -> str | None:
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    response_model=OrderOut,
+    response_model=OrderOut | CheckoutOut,
     responses=problem_responses(
         *_AUTH,
         *_IDEMPOTENCY,
+        "PAYMENT_GATEWAY_ERROR",
         "NOT_FOUND",
         "OUT_OF_STOCK",
         "PRODUCT_UNAVAILABLE",
@@ -69,11 +77,18 @@ async def create_order(
     key = _order_key(idempotency_key, body.idempotency_key)
     fingerprint = body.model_copy(update={"idempotency_key": None})
     scope = idempotency.scope_for(user.id, "orders.create", key, fingerprint)
-    if body.payment_method is not PaymentMethod.WALLET:
-        raise ValidationFailed(
-            "Gateway purchases are not available yet",
-            errors=[{"in": "body", "field": "paymentMethod", "message": "not available"}],
+    if body.payment_method is PaymentMethod.GATEWAY:
+        checkout = await gateway_service.buy_with_gateway(
+            ctx,
+            user,
+            body.product_id,
+            body.quantity,
+            scope,
+            _render_checkout,
+            instance=request.url.path,
+            request_id=request.state.request_id,
         )
+        return checkout.to_http()
     response = await service.buy_with_wallet(
         ctx,
         user,
@@ -191,6 +206,40 @@ async def refund_order(
         user,
         parsed,
         body.reason,
+        scope,
+        _render(status.HTTP_200_OK),
+        instance=request.url.path,
+        request_id=request.state.request_id,
+    )
+    return response.to_http()
+
+
+@router.post(
+    "/{order_id}/cancel",
+    response_model=OrderOut,
+    responses=problem_responses(
+        *_AUTH,
+        *_IDEMPOTENCY,
+        "NOT_FOUND",
+        "FORBIDDEN",
+        "ORDER_STATE_CONFLICT",
+        "PAYMENT_GATEWAY_ERROR",
+    ),
+)
+async def cancel_order(
+    order_id: str,
+    user: CurrentUser,
+    ctx: ContextDep,
+    request: Request,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    """Cancel your PENDING gateway order: its checkout is expired and its stock released."""
+    parsed = parse_path_id(order_id, "Order")
+    scope = idempotency.scope_for(user.id, f"orders.cancel:{parsed}", idempotency_key, {})
+    response = await gateway_service.cancel_by_buyer(
+        ctx,
+        user,
+        parsed,
         scope,
         _render(status.HTTP_200_OK),
         instance=request.url.path,

@@ -66,3 +66,11 @@ class OrderOut(ResponseModel):
             completed_at=order.completed_at,
             failed_at=order.failed_at,
         )
+
+
+class CheckoutOut(ResponseModel):
+    """A gateway order, PENDING until its Checkout session is paid."""
+
+    order: OrderOut
+    checkout_url: str | None
+    session_id: str | None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,18 +22,17 @@ from payflow.core.idempotency import IdempotencyScope, StoredResponse
 from payflow.core.money import Money
 from payflow.core.tables import utcnow
 from payflow.orders import repository
+from payflow.orders.effects import Effects
 from payflow.orders.errors import OrderStateConflict
 from payflow.orders.models import OrderStatus, PaymentMethod
 from payflow.orders.records import Order
-from payflow.products import cache as product_cache
+from payflow.payments import repository as payments_repo
 from payflow.products import stock
 from payflow.products.errors import OutOfStock, ProductUnavailable
 from payflow.users.records import User
 from payflow.wallets import repository as wallets_repo
-from payflow.wallets import service as wallets_service
 from payflow.wallets.errors import InsufficientFunds, WalletLocked
 from payflow.wallets.models import TransactionType
-from payflow.wallets.records import Wallet
 
 ORDER_REFERENCE = "ORDER"
 # Failures that leave a FAILED order behind (the product exists; the purchase could not be made).
@@ -43,23 +41,6 @@ _RECORDED_FAILURES = (OutOfStock, InsufficientFunds, ProductUnavailable, WalletL
 log = structlog.get_logger("payflow.orders")
 
 Render = Callable[[Order], StoredResponse]
-
-
-@dataclass(slots=True)
-class _Committed:
-    """What a unit of work changed, for the caches to learn after the commit."""
-
-    wallets: list[Wallet]
-    products: list[tuple[uuid.UUID, int]]
-
-    def reset(self) -> None:
-        self.wallets.clear()
-        self.products.clear()
-
-
-async def _after_commit(ctx: AppContext, committed: _Committed) -> None:
-    await wallets_service.remember(ctx, committed.wallets)
-    await product_cache.invalidate(ctx, committed.products)
 
 
 async def buy_with_wallet(
@@ -75,10 +56,10 @@ async def buy_with_wallet(
 ) -> StoredResponse:
     order_id = uuid.uuid4()
     key = scope.key if scope else None
-    committed = _Committed([], [])
+    committed = Effects()
 
     async def purchase(conn: AsyncConnection) -> StoredResponse:
-        committed.reset()
+        committed.begin()
         now = utcnow()
         parties = await repository.purchase_parties(conn, product_id, buyer.id)
         if parties is None:
@@ -126,32 +107,14 @@ async def buy_with_wallet(
             idempotency_key=key,
             now=now,
         )
+        committed.transitions.append((order_id, OrderStatus.COMPLETED, PaymentMethod.WALLET))
+        committed.end()
         return render(order)
 
     async def record_failure(conn: AsyncConnection, error: DomainError) -> None:
-        if not isinstance(error, _RECORDED_FAILURES):
-            return
-        terms = await repository.product_terms(conn, product_id)
-        if terms is None:
-            return
-        merchant_id, price, currency = terms
-        await repository.insert_order(
-            conn,
-            order_id=order_id,
-            user_id=buyer.id,
-            product_id=product_id,
-            merchant_id=merchant_id,
-            quantity=quantity,
-            unit_price=price,
-            currency=currency,
-            payment_method=PaymentMethod.WALLET,
-            status=OrderStatus.FAILED,
-            idempotency_key=key,
-            now=utcnow(),
-            failure_reason=f"{error.code}: {error.detail}",
+        await record_failed_order(
+            ctx, conn, error, order_id, buyer.id, product_id, quantity, PaymentMethod.WALLET, scope
         )
-        log.info("order.failed", order_id=str(order_id), reason=error.code)
-        ctx.metrics.orders.labels(OrderStatus.FAILED.value, PaymentMethod.WALLET.value).inc()
 
     response = await idempotency.run(
         ctx,
@@ -161,11 +124,45 @@ async def buy_with_wallet(
         request_id=request_id,
         record_failure=record_failure,
     )
-    if committed.wallets:
-        await _after_commit(ctx, committed)
-        log.info("order.completed", order_id=str(order_id), method="WALLET", quantity=quantity)
-        ctx.metrics.orders.labels(OrderStatus.COMPLETED.value, PaymentMethod.WALLET.value).inc()
+    await committed.apply(ctx)
     return response
+
+
+async def record_failed_order(
+    ctx: AppContext,
+    conn: AsyncConnection,
+    error: DomainError,
+    order_id: uuid.UUID,
+    buyer_id: uuid.UUID,
+    product_id: uuid.UUID,
+    quantity: int,
+    method: PaymentMethod,
+    scope: IdempotencyScope | None,
+) -> None:
+    """Leave a FAILED order saying why a purchase of an existing product could not be made."""
+    if not isinstance(error, _RECORDED_FAILURES):
+        return
+    terms = await repository.product_terms(conn, product_id)
+    if terms is None:
+        return
+    merchant_id, price, currency = terms
+    await repository.insert_order(
+        conn,
+        order_id=order_id,
+        user_id=buyer_id,
+        product_id=product_id,
+        merchant_id=merchant_id,
+        quantity=quantity,
+        unit_price=price,
+        currency=currency,
+        payment_method=method,
+        status=OrderStatus.FAILED,
+        idempotency_key=scope.key if scope else None,
+        now=utcnow(),
+        failure_reason=f"{error.code}: {error.detail}",
+    )
+    log.info("order.failed", order_id=str(order_id), reason=error.code)
+    ctx.metrics.orders.labels(OrderStatus.FAILED.value, method.value).inc()
 
 
 async def refund(
@@ -179,17 +176,18 @@ async def refund(
     instance: str,
     request_id: str | None,
 ) -> StoredResponse:
-    """Refund a COMPLETED wallet order, by the order's merchant (SPEC §8)."""
-    committed = _Committed([], [])
+    """Refund a COMPLETED order, by its merchant (SPEC §8): in one transaction the order becomes
+    REFUNDED, its units return to stock and the merchant is debited; the buyer is credited (wallet
+    orders) or the payment is refunded through the gateway after the commit (gateway orders)."""
+    effects = Effects()
+    description = f"Refund of order {order_id}" + (f": {reason}" if reason else "")
 
     async def refund_steps(conn: AsyncConnection) -> StoredResponse:
-        committed.reset()
+        effects.begin()
         now = utcnow()
-        order = await visible_order(conn, caller, order_id)
+        order = await visible_order(conn, caller, order_id, lock=True)
         if order.merchant_id != caller.id:
             raise Forbidden("Only the order's merchant can refund it")
-        if order.payment_method is not PaymentMethod.WALLET:
-            raise OrderStateConflict("Gateway orders are refunded through the payment gateway")
         refunded = await repository.transition(
             conn,
             order.id,
@@ -200,12 +198,24 @@ async def refund(
         )
         if refunded is None:
             raise OrderStateConflict(f"An order that is {order.status} cannot be refunded")
+        effects.transitions.append((order.id, OrderStatus.REFUNDED, order.payment_method))
         product = await stock.return_units(conn, order.product_id, order.quantity, now=now)
-        committed.products.append((product.id, product.version))
-        ids = await wallets_repo.wallet_ids(conn, [order.user_id, order.merchant_id])
+        effects.products.append((product.id, product.version))
         amount = Money(order.amount, order.currency)
-        legs = sorted([(ids[order.merchant_id], False), (ids[order.user_id], True)])
-        description = f"Refund of order {order.id}" + (f": {reason}" if reason else "")
+        if order.payment_method is PaymentMethod.GATEWAY:
+            legs = [(await _wallet_of(conn, order.merchant_id), False)]
+            await payments_repo.add_refund(
+                conn,
+                order_id=order.id,
+                payment_intent_id=order.stripe_payment_intent_id or "",
+                amount=order.amount,
+                currency=order.currency,
+                reason=description,
+            )
+            effects.refunds.append(order.id)
+        else:
+            ids = await wallets_repo.wallet_ids(conn, [order.user_id, order.merchant_id])
+            legs = sorted([(ids[order.merchant_id], False), (ids[order.user_id], True)])
         for wallet_id, credit in legs:
             movement = await wallets_repo.change_balance(
                 conn,
@@ -218,23 +228,27 @@ async def refund(
                 reference_id=order.id,
                 now=now,
             )
-            committed.wallets.append(movement.wallet)
+            effects.wallets.append(movement.wallet)
+        effects.end()
         return render(refunded)
 
     response = await idempotency.run(
         ctx, scope, refund_steps, instance=instance, request_id=request_id
     )
-    if committed.wallets:
-        await _after_commit(ctx, committed)
-        log.info("order.refunded", order_id=str(order_id), method="WALLET")
-        ctx.metrics.orders.labels(OrderStatus.REFUNDED.value, PaymentMethod.WALLET.value).inc()
+    await effects.apply(ctx)
     return response
 
 
-async def visible_order(conn: AsyncConnection, caller: User, order_id: uuid.UUID) -> Order:
+async def _wallet_of(conn: AsyncConnection, user_id: uuid.UUID) -> uuid.UUID:
+    return (await wallets_repo.wallet_ids(conn, [user_id]))[user_id]
+
+
+async def visible_order(
+    conn: AsyncConnection, caller: User, order_id: uuid.UUID, *, lock: bool = False
+) -> Order:
     """The order if the caller is its buyer or its merchant; NOT_FOUND for anyone else, exactly
-    as for an order that does not exist."""
-    order = await repository.get(conn, order_id)
+    as for an order that does not exist. `lock` row-locks it (the first lock of a refund)."""
+    order = await (repository.lock if lock else repository.get)(conn, order_id)
     if order is None or caller.id not in (order.user_id, order.merchant_id):
         raise NotFound("Order not found")
     return order

@@ -19,7 +19,7 @@ TRANSITIONS: dict[S, frozenset[S]] = {
     # checkout completed, an asynchronous payment still settling (reservation kept)
     S.PAYMENT_PROCESSING: frozenset({S.COMPLETED, S.FAILED, S.REFUNDED}),
     # a payment that arrives after the reservation was released takes stock again or is refunded
-    S.CANCELLED: frozenset({S.COMPLETED, S.REFUNDED}),
+    S.CANCELLED: frozenset({S.COMPLETED, S.REFUNDED, S.FAILED}),
     S.FAILED: frozenset({S.COMPLETED, S.REFUNDED}),
     S.COMPLETED: frozenset({S.REFUNDED}),
     S.REFUNDED: frozenset(),

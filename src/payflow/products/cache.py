@@ -2,7 +2,8 @@
 
 Single products are cached with their version. Invalidating one writes a tombstone carrying the
 new version, so a reader that loaded the row before the change can never put the old version back
-(the cache refuses versions older than what it holds). Catalogue pages are cached under a
+(the cache refuses versions older than what it holds), while a reader that loaded the row after
+the change replaces the tombstone at once (see `_value_slot`). Catalogue pages are cached under a
 generation id; any product change drops the generation, orphaning every page cached under it.
 Money and stock paths never read any of this.
 """
@@ -23,6 +24,17 @@ def product_key(product_id: uuid.UUID) -> str:
     return f"product:{product_id}"
 
 
+# The cache only accepts strictly newer versions, so the tombstone and the value of one product
+# version take different slots: 2v for the tombstone written when version v was committed, 2v + 1
+# for version v's JSON. The JSON of v replaces v's tombstone; the JSON of v - 1 (2v - 1) cannot.
+def _tombstone_slot(version: int) -> int:
+    return 2 * version
+
+
+def _value_slot(version: int) -> int:
+    return 2 * version + 1
+
+
 async def get_product(ctx: AppContext, product_id: uuid.UUID) -> bytes | None:
     """The cached JSON of a product, or None (a miss, or a tombstone)."""
     cached = await ctx.cache.get_versioned(product_key(product_id))
@@ -32,7 +44,9 @@ async def get_product(ctx: AppContext, product_id: uuid.UUID) -> bytes | None:
 
 
 async def put_product(ctx: AppContext, product_id: uuid.UUID, version: int, payload: bytes) -> None:
-    await ctx.cache.set_if_newer(product_key(product_id), version, payload, PRODUCT_TTL_SECONDS)
+    await ctx.cache.set_if_newer(
+        product_key(product_id), _value_slot(version), payload, PRODUCT_TTL_SECONDS
+    )
 
 
 async def list_generation(ctx: AppContext) -> str:
@@ -64,6 +78,6 @@ async def invalidate(ctx: AppContext, changed: Iterable[tuple[uuid.UUID, int]]) 
         return
     for product_id, version in changed:
         await ctx.cache.set_if_newer(
-            product_key(product_id), version, _TOMBSTONE, PRODUCT_TTL_SECONDS
+            product_key(product_id), _tombstone_slot(version), _TOMBSTONE, PRODUCT_TTL_SECONDS
         )
     await ctx.cache.delete(_GENERATION_KEY)

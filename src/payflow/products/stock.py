@@ -27,6 +27,7 @@ class StockedProduct:
 
     id: uuid.UUID
     merchant_id: uuid.UUID
+    name: str
     price: int
     currency: str
     version: int
@@ -35,6 +36,7 @@ class StockedProduct:
 _RETURNING = (
     products.c.id,
     products.c.merchant_id,
+    products.c.name,
     products.c.price,
     products.c.currency,
     products.c.version,
@@ -46,6 +48,7 @@ def _stocked(row: sa.Row[Any]) -> StockedProduct:
     return StockedProduct(
         id=row.id,
         merchant_id=row.merchant_id,
+        name=row.name,
         price=row.price,
         currency=row.currency,
         version=row.version,

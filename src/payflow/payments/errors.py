@@ -1,0 +1,33 @@
+"""Payment errors."""
+
+from __future__ import annotations
+
+from payflow.core.errors import DomainError
+
+
+class PaymentGatewayError(DomainError):
+    """Stripe (or the sandbox) failed or refused a call; nothing was charged by it.
+
+    `http_status` and `stripe_code` say what Stripe answered (both None when no answer came),
+    for callers that treat some refusals as outcomes; the detail never carries Stripe's message,
+    which can quote the API key.
+    """
+
+    code = "PAYMENT_GATEWAY_ERROR"
+    title = "The payment provider failed"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        http_status: int | None = None,
+        stripe_code: str | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.http_status = http_status
+        self.stripe_code = stripe_code
+
+
+class InvalidSignature(DomainError):
+    code = "INVALID_SIGNATURE"
+    title = "The webhook signature is missing, wrong or stale"

@@ -1,0 +1,191 @@
+"""The hosted checkout page: what a buyer sees at a session's `url`, and the buttons on it.
+
+Plain HTML forms with empty bodies and no script at all, so the page works under a strict
+Content-Security-Policy and in any browser. Form actions are relative to the page, so they work
+whatever host name and mount prefix the browser used to reach it.
+
+- Pay: the card succeeds; the session completes paid; 303 to success_url.
+- Pay later: an async payment method (a bank debit, say): the session completes unpaid, 303 to
+  success_url, and `checkout.session.async_payment_succeeded` follows after a delay.
+- Decline: modelled as an async payment method that fails, because that is the only way a
+  Stripe Checkout payment fails *after* the buyer is sent back: the session completes unpaid,
+  303 to success_url (as Stripe does for async methods), then `async_payment_failed`.
+  (A card declined at once never leaves Stripe's page and sends no checkout event.)
+- Cancel: 303 to cancel_url; the session stays open, as Stripe's back link leaves it.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from payflow.sandbox.currencies import format_amount
+from payflow.sandbox.errors import StripeApiError
+from payflow.sandbox.objects import CheckoutSession, IntentStatus, PaymentStatus, SessionStatus
+from payflow.sandbox.runtime import Sandbox
+from payflow.sandbox.store import Outcome
+
+_STYLE = """
+body { font: 16px/1.5 system-ui, sans-serif; background: #f6f8fa; color: #1f2328; margin: 0; }
+main { max-width: 28rem; margin: 3rem auto; background: #fff; border-radius: 12px;
+       padding: 2rem; box-shadow: 0 1px 3px rgba(0,0,0,.12); }
+.badge { display: inline-block; background: #fff4d4; color: #7a4d00; border-radius: 4px;
+         padding: .1rem .5rem; font-size: .8rem; margin: 0 0 1rem; }
+h1 { font-size: 1.4rem; margin: 0 0 1rem; }
+table { width: 100%; border-collapse: collapse; margin-bottom: 1rem; }
+td { padding: .4rem 0; border-bottom: 1px solid #eaeef2; }
+td.num { text-align: right; white-space: nowrap; }
+.total { display: flex; justify-content: space-between; font-weight: 600; margin: 0 0 1.5rem; }
+form { margin: 0 0 .6rem; }
+button { width: 100%; padding: .75rem; font-size: 1rem; border-radius: 8px; cursor: pointer;
+         border: 1px solid #d0d7de; background: #fff; }
+button.primary { background: #635bff; border-color: #635bff; color: #fff; font-weight: 600; }
+.note { color: #59636e; font-size: .85rem; margin-top: 1.5rem; }
+"""
+
+
+def _page(
+    title: str, body: str, *, status: int = 200, form_targets: tuple[str | None, ...] = ()
+) -> HTMLResponse:
+    origins = sorted({_origin(url) for url in form_targets if url})
+    csp = (
+        "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'; "
+        # Browsers check a form's redirect target against form-action too.
+        + "form-action 'self'"
+        + "".join(f" {origin}" for origin in origins)
+    )
+    html = (
+        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{escape(title)} · payflow payments sandbox</title>\n<style>{_STYLE}</style>\n"
+        f"</head>\n<body>\n<main>\n"
+        '<p class="badge">Test mode · payflow payments sandbox</p>\n'
+        f"{body}\n</main>\n</body>\n</html>\n"
+    )
+    return HTMLResponse(
+        html,
+        status_code=status,
+        headers={
+            "Content-Security-Policy": csp,
+            "Cache-Control": "no-store",
+            "Referrer-Policy": "no-referrer",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _items(session: CheckoutSession) -> str:
+    rows = "".join(
+        f'<tr><td class="name">{escape(item.name)}</td><td class="num">&times; {item.quantity}</td>'
+        f'<td class="num">{format_amount(item.amount, item.currency)}</td></tr>'
+        for item in session.line_items
+    )
+    total = format_amount(session.amount_total, session.currency)
+    return (
+        f"<table>{rows}</table>\n"
+        f'<p class="total"><span>Total</span><span id="total">{total}</span></p>'
+    )
+
+
+def _button(session: CheckoutSession, action: str, label: str, *, primary: bool = False) -> str:
+    css = ' class="primary"' if primary else ""
+    return (
+        f'<form method="post" action="{escape(session.id)}/{action}">'
+        f'<button type="submit" id="{action}"{css}>{escape(label)}</button></form>'
+    )
+
+
+def checkout_page(session: CheckoutSession) -> HTMLResponse:
+    if session.status is not SessionStatus.OPEN:
+        return status_page(session)
+    total = format_amount(session.amount_total, session.currency)
+    buttons = [
+        _button(session, "pay", f"Pay {total}", primary=True),
+        _button(session, "pay-later", "Pay later (async)"),
+        _button(session, "decline", "Decline"),
+    ]
+    if session.cancel_url:
+        buttons.append(_button(session, "cancel", "Cancel and return"))
+    body = (
+        f'<h1 id="status">Pay {total}</h1>\n{_items(session)}\n'
+        + "\n".join(buttons)
+        + '\n<p class="note">Nothing is charged: this page stands in for Stripe Checkout.</p>'
+    )
+    return _page("Checkout", body, form_targets=(session.success_url, session.cancel_url))
+
+
+def status_page(
+    session: CheckoutSession, intent_status: IntentStatus | None = None, *, status: int = 200
+) -> HTMLResponse:
+    if session.status is SessionStatus.EXPIRED:
+        headline, text = (
+            "This checkout session has expired",
+            "Start the purchase again from the shop.",
+        )
+    elif session.payment_status is PaymentStatus.PAID:
+        headline, text = "Payment complete", "Thank you. You can close this page."
+    elif intent_status is IntentStatus.REQUIRES_PAYMENT_METHOD:
+        headline, text = "Payment failed", "The payment method was declined."
+    else:
+        headline, text = "Payment processing", "The payment is being confirmed."
+    body = f'<h1 id="status">{escape(headline)}</h1>\n{_items(session)}\n<p>{escape(text)}</p>'
+    return _page(headline, body, status=status)
+
+
+def not_found_page() -> HTMLResponse:
+    return _page("Not found", '<h1 id="status">Checkout session not found</h1>', status=404)
+
+
+def build_hosted_router(sandbox: Sandbox) -> APIRouter:
+    store = sandbox.store
+    router = APIRouter(prefix="/checkout")
+
+    def intent_status(session: CheckoutSession) -> IntentStatus | None:
+        intent = store.intents.get(session.payment_intent or "")
+        return intent.status if intent else None
+
+    @router.get("/{session_id}", response_class=HTMLResponse)
+    async def show_checkout(session_id: str) -> Response:
+        session = store.find_session(session_id)
+        if session is None:
+            return not_found_page()
+        if session.status is SessionStatus.OPEN:
+            return checkout_page(session)
+        return status_page(session, intent_status(session))
+
+    @router.post("/{session_id}/cancel")
+    async def cancel(session_id: str) -> Response:
+        session = store.find_session(session_id)
+        if session is None:
+            return not_found_page()
+        if session.status is not SessionStatus.OPEN or not session.cancel_url:
+            return status_page(session, intent_status(session), status=409)
+        return RedirectResponse(session.cancel_url, status_code=303)
+
+    @router.post("/{session_id}/{action}")
+    async def act(session_id: str, action: str) -> Response:
+        try:
+            outcome = Outcome(action)
+        except ValueError:
+            return not_found_page()
+        session = store.find_session(session_id)
+        if session is None:
+            return not_found_page()
+        try:
+            sandbox.checkout(session_id, outcome)
+        except StripeApiError:  # no longer open: say what became of it
+            return status_page(session, intent_status(session), status=409)
+        redirect = session.success_redirect()
+        if redirect is None:  # Stripe shows its own confirmation when there is nowhere to go
+            return status_page(session, intent_status(session))
+        return RedirectResponse(redirect, status_code=303)
+
+    return router
