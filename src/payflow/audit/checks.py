@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from payflow.orders.models import OrderStatus, orders
+from payflow.orders.models import OrderStatus, PaymentMethod, orders
 from payflow.products.models import products, stock_adjustments
 from payflow.wallets.models import TransactionStatus, TransactionType, wallet_transactions, wallets
 
@@ -130,26 +130,41 @@ async def check_nothing_negative(conn: AsyncConnection) -> list[Violation]:
 
 
 async def check_conservation(conn: AsyncConnection) -> list[Violation]:
-    """Invariant 3: money only enters by deposits and leaves by withdrawals."""
+    """Invariant 3: money enters only by deposits and gateway payments credited to merchants, and
+    leaves only by withdrawals and merchants' refunds of gateway orders. (A wallet order moves
+    money between two wallets: its PAYMENT and EARNING, or its two REFUNDs, cancel out.)"""
     t = wallet_transactions
     total_balance = (
         await conn.execute(sa.select(sa.func.coalesce(sa.func.sum(wallets.c.balance), 0)))
     ).scalar_one()
 
-    def total(kind: TransactionType) -> sa.ScalarSelect[int]:
-        return (
-            sa.select(sa.func.coalesce(sa.func.sum(t.c.amount), 0))
-            .where(t.c.type == kind.value, _completed)
-            .scalar_subquery()
+    def total(kind: TransactionType, *, gateway: bool = False) -> sa.ScalarSelect[int]:
+        query = sa.select(sa.func.coalesce(sa.func.sum(t.c.amount), 0)).where(
+            t.c.type == kind.value, _completed
         )
+        if gateway:
+            query = query.where(
+                t.c.reference_type == "ORDER",
+                t.c.reference_id.in_(
+                    sa.select(orders.c.id).where(
+                        orders.c.payment_method == PaymentMethod.GATEWAY.value
+                    )
+                ),
+            )
+        return query.scalar_subquery()
 
     row = (
         await conn.execute(
-            sa.select(total(TransactionType.DEPOSIT), total(TransactionType.WITHDRAWAL))
+            sa.select(
+                total(TransactionType.DEPOSIT),
+                total(TransactionType.WITHDRAWAL),
+                total(TransactionType.EARNING, gateway=True),
+                total(TransactionType.REFUND, gateway=True),
+            )
         )
     ).one()
-    deposits, withdrawals = int(row[0]), int(row[1])
-    expected = deposits - withdrawals
+    deposits, withdrawals, earned, refunded = (int(value) for value in row)
+    expected = deposits - withdrawals + earned - refunded
     if int(total_balance) == expected:
         return []
     return [
@@ -157,7 +172,8 @@ async def check_conservation(conn: AsyncConnection) -> list[Violation]:
             3,
             "all wallets",
             f"balances sum to {total_balance}, but deposits {deposits} - withdrawals"
-            f" {withdrawals} = {expected}",
+            f" {withdrawals} + gateway earnings {earned} - gateway refunds {refunded}"
+            f" = {expected}",
         )
     ]
 

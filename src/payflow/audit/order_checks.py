@@ -1,4 +1,4 @@
-"""SPEC §9 invariant 4: every order's money is in the ledger exactly as its status says."""
+"""SPEC §9 invariants 4 and 6: orders against the ledger, and gateway objects against orders."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.audit.checks import Violation
 from payflow.orders.models import OrderStatus, PaymentMethod, orders
+from payflow.payments.models import gateway_refunds, webhook_events
 from payflow.wallets.models import TransactionType, wallet_transactions
 
 ORDER_REFERENCE = "ORDER"
@@ -74,4 +75,53 @@ async def check_order_ledger(conn: AsyncConnection) -> list[Violation]:
         violations.append(
             Violation(4, f"ledger row {row.id}", f"references missing order {row.reference_id}")
         )
+    return violations
+
+
+async def check_gateway_effects(conn: AsyncConnection) -> list[Violation]:
+    """Invariant 6: each Stripe session, payment and webhook event maps to at most one order
+    effect — one order per session and per payment intent, one refund per order, one inbox row
+    per event (the last three are also unique constraints; the audit checks them anyway)."""
+    violations: list[Violation] = []
+    for column, what in (
+        (orders.c.stripe_session_id, "checkout session"),
+        (orders.c.stripe_payment_intent_id, "payment intent"),
+    ):
+        shared = (
+            sa.select(column, sa.func.count().label("n"))
+            .where(column.is_not(None))
+            .group_by(column)
+            .having(sa.func.count() > 1)
+        )
+        violations.extend(
+            Violation(6, f"{what} {row[0]}", f"used by {row.n} orders")
+            for row in (await conn.execute(shared)).all()
+        )
+    refunds = (
+        sa.select(gateway_refunds.c.order_id, sa.func.count().label("n"))
+        .group_by(gateway_refunds.c.order_id)
+        .having(sa.func.count() > 1)
+    )
+    violations.extend(
+        Violation(6, f"order {row.order_id}", f"{row.n} gateway refunds")
+        for row in (await conn.execute(refunds)).all()
+    )
+    events = (
+        sa.select(webhook_events.c.provider_event_id, sa.func.count().label("n"))
+        .group_by(webhook_events.c.provider_event_id)
+        .having(sa.func.count() > 1)
+    )
+    violations.extend(
+        Violation(6, f"event {row.provider_event_id}", f"recorded {row.n} times")
+        for row in (await conn.execute(events)).all()
+    )
+    unpaid = sa.select(orders.c.id).where(
+        orders.c.payment_method == PaymentMethod.GATEWAY.value,
+        orders.c.status == OrderStatus.COMPLETED.value,
+        orders.c.stripe_payment_intent_id.is_(None),
+    )
+    violations.extend(
+        Violation(6, f"order {row.id}", "COMPLETED gateway order without a payment")
+        for row in (await conn.execute(unpaid)).all()
+    )
     return violations

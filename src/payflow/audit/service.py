@@ -7,9 +7,20 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from payflow.audit.checks import CHECKS, Violation
+from payflow.audit.checks import CHECKS as LEDGER_CHECKS
+from payflow.audit.checks import Check, Violation
+from payflow.audit.order_checks import check_gateway_effects, check_order_ledger
 from payflow.core.db import Database
 from payflow.wallets.models import wallet_transactions, wallets
+
+CHECKS: list[tuple[int, str, Check]] = sorted(
+    [
+        *LEDGER_CHECKS,
+        (4, "every order's money is in the ledger as its status says", check_order_ledger),
+        (6, "each session, payment and event has at most one effect", check_gateway_effects),
+    ],
+    key=lambda check: check[0],
+)
 
 
 @dataclass(frozen=True, slots=True)
