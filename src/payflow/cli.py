@@ -1,4 +1,4 @@
-"""The `payflow` command: serve, migrate, audit."""
+"""The `payflow` command: serve, migrate, audit, demo."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 
+from payflow import demo as demo_seed
 from payflow.audit.service import AuditReport, run_audit
 from payflow.config import ConfigurationError, Settings
 from payflow.core import migrations
@@ -66,6 +67,19 @@ async def _audit(settings: Settings) -> AuditReport:
         return await run_audit(db)
     finally:
         await db.dispose()
+
+
+@app.command()
+def demo() -> None:
+    """Seed a demo merchant, a funded buyer and products; print how to buy in a browser."""
+    settings = load_settings()
+    migrations.upgrade(settings)
+    try:
+        seeded = asyncio.run(demo_seed.seed(settings))
+    except demo_seed.DemoError as exc:
+        typer.echo(f"payflow: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    typer.echo(demo_seed.instructions(seeded, settings))
 
 
 @app.command()

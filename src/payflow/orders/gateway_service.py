@@ -41,6 +41,8 @@ from payflow.users.records import User
 
 log = structlog.get_logger("payflow.orders")
 
+CLOCK_SLACK = 10  # seconds
+
 RenderCheckout = Callable[[Order, str | None, str | None], StoredResponse]
 
 
@@ -128,6 +130,9 @@ async def buy_with_gateway(
     log.info("order.reserved", order_id=str(order.id), method="GATEWAY", quantity=quantity)
 
     success_url, cancel_url = _checkout_urls(ctx, order.id)
+    # Counted from now, not from the reservation, plus slack for the request's travel time:
+    # Stripe refuses an expiry less than 30 minutes ahead of when it receives the request.
+    expires_at = utcnow() + timedelta(seconds=ctx.settings.checkout_ttl_seconds + CLOCK_SLACK)
     try:
         session = await ctx.gateway.create_checkout_session(
             order_id=str(order.id),
@@ -135,7 +140,7 @@ async def buy_with_gateway(
             unit_amount=order.unit_price,
             quantity=order.quantity,
             currency=order.currency,
-            expires_at=order.reservation_expires_at or utcnow(),
+            expires_at=expires_at,
             success_url=success_url,
             cancel_url=cancel_url,
             idempotency_key=f"payflow-checkout-{order.id}",
@@ -144,7 +149,8 @@ async def buy_with_gateway(
         return await _undo_reservation(ctx, order, error, scope, instance, request_id)
 
     async def attach(conn: AsyncConnection) -> StoredResponse:
-        attached = await repository.attach_session(conn, order.id, session.id)
+        # The reservation lives exactly as long as the checkout that can pay for it.
+        attached = await repository.attach_session(conn, order.id, session.id, expires_at)
         response = render(attached, session.url, session.id)
         if scope is not None:
             await idempotency.store(conn, scope, response)

@@ -186,13 +186,14 @@ async def lock(conn: AsyncConnection, order_id: uuid.UUID) -> Order | None:
 
 
 async def attach_session(
-    conn: AsyncConnection, order_id: uuid.UUID, session_id: str, now: datetime | None = None
+    conn: AsyncConnection, order_id: uuid.UUID, session_id: str, expires_at: datetime
 ) -> Order:
-    now = now or utcnow()
     result = await conn.execute(
         sa.update(orders)
         .where(orders.c.id == order_id)
-        .values(stripe_session_id=session_id, updated_at=now)
+        .values(
+            stripe_session_id=session_id, reservation_expires_at=expires_at, updated_at=utcnow()
+        )
         .returning(*orders.c)
     )
     return _order(result.mappings().one())
