@@ -92,4 +92,4 @@ async def run_audit(db: Database) -> AuditReport:
         ]
         return AuditReport(wallets=counts[0], ledger_rows=counts[1], results=results)
 
-    return await db.read(work)
+    return await db.read(work, snapshot=True)

@@ -5,6 +5,7 @@ a coroutine taking an `AsyncConnection`; it is begun here, committed here, and r
 database reports a serialization failure or deadlock, so no caller ever sees one. A response can only
 be built from the value it returns, that is after the commit.
 
+Reads that need no snapshot run in autocommit on PostgreSQL (one round trip per statement).
 PostgreSQL runs at READ COMMITTED: money statements are single conditional UPDATEs that take the row
 lock and re-check their condition on the newest row version, so no lost update is possible.
 SQLite has one writer at a time: write transactions start with `BEGIN IMMEDIATE`, which takes the
@@ -114,14 +115,19 @@ class Database:
         """Run `work` in a write transaction, committed before this returns; re-run on conflicts."""
         return await self._run(work, write=True)
 
-    async def read(self, work: Work[T]) -> T:
-        """Run `work` in a read-only unit (a plain transaction; never takes SQLite's write lock)."""
-        return await self._run(work, write=False)
+    async def read(self, work: Work[T], *, snapshot: bool = False) -> T:
+        """Run `work`, which only reads. Never takes SQLite's write lock. On PostgreSQL each
+        statement runs on its own (autocommit: no BEGIN/COMMIT round trips) unless `snapshot`
+        asks for one transaction around them all (several reads that must agree)."""
+        autocommit = not snapshot and not self.is_sqlite
+        return await self._run(work, write=False, autocommit=autocommit)
 
-    async def _run(self, work: Work[T], *, write: bool) -> T:
+    async def _run(self, work: Work[T], *, write: bool, autocommit: bool = False) -> T:
         conflicts = reconnects = 0
         while True:
             try:
+                if autocommit:
+                    return await self._autocommit(work)
                 return await self._attempt(work, write=write)
             except _CommitOutcomeUnknown as unknown:
                 raise ServiceUnavailable("the database connection was lost") from unknown.__cause__
@@ -165,6 +171,11 @@ class Database:
                     raise
                 raise _CommitOutcomeUnknown from exc
             return result
+
+    async def _autocommit(self, work: Work[T]) -> T:
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            return await work(conn)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
