@@ -23,8 +23,9 @@ from payflow.orders import repository as orders_repo
 from payflow.orders.effects import Effects
 from payflow.orders.models import OrderStatus
 from payflow.orders.records import Order
+from payflow.payments.gateway import CheckoutSession
 from payflow.payments.refunds import send_pending_refunds
-from payflow.payments.settlement import release
+from payflow.payments.settlement import fulfil, mark_processing, release
 
 STALE_IDEMPOTENCY = timedelta(minutes=5)
 BATCH = 100
@@ -39,32 +40,50 @@ class SweepReport:
     keys_freed: int
 
 
+def _is_expired(order: Order | None) -> bool:
+    return (
+        order is not None
+        and order.status is OrderStatus.PENDING
+        and order.reservation_expires_at is not None
+        and order.reservation_expires_at <= utcnow()
+    )
+
+
 async def _expire(ctx: AppContext, order_id: uuid.UUID) -> Order | None:
+    """End one reservation whose checkout should have expired. The session is expired at the
+    gateway first: if it was in fact completed (paid in time, its event late), the order is
+    settled from the session instead, as the event would; if the gateway cannot say, the order
+    waits for the next round rather than risk cancelling a paid order."""
+    order = await ctx.db.read(lambda conn: orders_repo.get(conn, order_id))
+    if order is None or not _is_expired(order):
+        return None
+    session: CheckoutSession | None = None
+    if order.stripe_session_id:
+        try:
+            session = await ctx.gateway.expire_session(order.stripe_session_id)
+        except DomainError as exc:
+            log.info("sweeper.gateway_unavailable", order_id=str(order.id), error=exc.detail)
+            return None
     effects = Effects()
 
     async def work(conn: AsyncConnection) -> Order | None:
         effects.begin()
-        order = await orders_repo.lock(conn, order_id)
-        expired = (
-            order is not None
-            and order.status is OrderStatus.PENDING
-            and order.reservation_expires_at is not None
-            and order.reservation_expires_at <= utcnow()
-        )
+        current = await orders_repo.lock(conn, order_id)
         released = None
-        if order is not None and expired:
-            reason = "EXPIRED: checkout expired without payment"
-            released = await release(conn, order, OrderStatus.CANCELLED, reason, effects)
+        if current is not None and _is_expired(current):
+            if session is not None and session.status == "complete":
+                if session.payment_status == "paid":
+                    await fulfil(conn, current, session, effects)
+                else:
+                    await mark_processing(conn, current, effects)
+            else:
+                reason = "EXPIRED: checkout expired without payment"
+                released = await release(conn, current, OrderStatus.CANCELLED, reason, effects)
         effects.end()
         return released
 
     released = await ctx.db.transaction(work)
     await effects.apply(ctx)
-    if released is not None and released.stripe_session_id:
-        try:  # so the session can no longer be paid; a late payment would be handled anyway
-            await ctx.gateway.expire_session(released.stripe_session_id)
-        except DomainError as exc:
-            log.info("sweeper.expire_session_failed", order_id=str(released.id), error=exc.detail)
     return released
 
 
