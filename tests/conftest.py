@@ -25,6 +25,7 @@ from redis import Redis
 from payflow.app import create_app
 from payflow.config import Settings
 from payflow.core import migrations
+from tests.deployments import deployment  # noqa: F401 - a fixture for every test module
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
@@ -148,6 +149,7 @@ def settings(backend: Backend, tmp_path: Path) -> Settings:
         bcrypt_rounds=4,
         log_dir=str(tmp_path / "logs"),
         log_level="INFO",
+        rate_limits_enabled=False,  # tests/core/test_rate_limits.py turns them on
     )
 
 

@@ -114,6 +114,12 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     process.wait(timeout=SHUTDOWN_TIMEOUT)
 
 
+class ServerURL(str):
+    """A running server's base URL that also knows the server's process id (its group leader)."""
+
+    pid: int
+
+
 @contextmanager
 def run_server(
     env: Mapping[str, str],
@@ -122,7 +128,7 @@ def run_server(
     *,
     port: int | None = None,
     startup_timeout: float = STARTUP_TIMEOUT,
-) -> Iterator[str]:
+) -> Iterator[ServerURL]:
     """Run `payflow serve` in `cwd` with exactly `env`; yield its base URL, e.g. http://127.0.0.1:P.
 
     `LOG_DIR` defaults to `cwd/logs`; the process's stdout and stderr go to files in `cwd` and are
@@ -154,6 +160,8 @@ def run_server(
                 _wait_until_live(process, base_url, startup_timeout)
             except ServerStartError as exc:
                 raise ServerStartError(f"{exc}\n{_output_of(stdout_path, stderr_path)}") from None
-            yield base_url
+            url = ServerURL(base_url)
+            url.pid = process.pid
+            yield url
         finally:
             _stop(process)

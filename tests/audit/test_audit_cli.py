@@ -9,27 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
 import shutil
 import sqlite3
 import subprocess
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
-from tests.live_server import clean_env, run_cli, run_server
+from tests.deployments import Deployment, pg_execute
 from tests.support import DEFAULT_PASSWORD, unique_email
-
-TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
-BACKENDS = ["sqlite", *(["postgres"] if TEST_DATABASE_URL else [])]
 
 Json = dict[str, Any]
 
@@ -37,59 +29,12 @@ Json = dict[str, Any]
 # --- a fresh database, money moved through the API ------------------------------------------
 
 
-def _plain_pg_url(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
-def _pg_url_with_database(url: str, name: str) -> str:
-    base, _, _ = _plain_pg_url(url).rpartition("/")
-    return f"{base}/{name}"
-
-
-async def _pg_execute(url: str, statement: str, *args: object) -> str:
-    conn = await asyncpg.connect(url)
-    try:
-        status: str = await conn.execute(statement, *args)
-    finally:
-        await conn.close()
-    return status
-
-
 @dataclass(frozen=True)
 class Funded:
-    """A database with two wallets that have a few deposits and withdrawals behind them."""
+    """Two wallets in the deployment's database, with a few deposits and withdrawals behind them."""
 
-    backend: str
-    env: dict[str, str]
-    workdir: Path
-    database_url: str
     wallet_ids: tuple[str, str]
     ledger_rows: int
-
-    def audit(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return run_cli("audit", *args, env=self.env, cwd=self.workdir)
-
-    def sql(self, statement: str, *args: object) -> int:
-        """Run one statement behind payflow's back; the number of rows it changed.
-
-        Parameters use PostgreSQL's `$n` style; on SQLite they become `?`, and UUIDs are passed in
-        the form SQLAlchemy stores them there (32 hex digits). Parameters appear in order.
-        """
-        if self.backend == "postgres":
-            status = asyncio.run(_pg_execute(self.database_url, statement, *args))
-            return int(status.rsplit(" ", 1)[-1])
-        statement = re.sub(r"\$\d+(::\w+)?", "?", statement)
-        params = [arg.hex if isinstance(arg, uuid.UUID) else arg for arg in args]
-        conn = sqlite3.connect(self.sqlite_path)
-        try:
-            with conn:
-                return conn.execute(statement, params).rowcount
-        finally:
-            conn.close()
-
-    @property
-    def sqlite_path(self) -> str:
-        return self.database_url.removeprefix("sqlite:///")
 
 
 def _move_money(base_url: str) -> tuple[tuple[str, str], int]:
@@ -120,34 +65,15 @@ def _move_money(base_url: str) -> tuple[tuple[str, str], int]:
     return (wallet_ids[0], wallet_ids[1]), rows
 
 
-@pytest.fixture(params=BACKENDS)
-def funded(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Funded]:
-    env = clean_env(ENVIRONMENT="test", BCRYPT_ROUNDS="4", RATE_LIMITS_ENABLED="false")
-    admin_url: str | None = None
-    name = ""
-    if request.param == "sqlite":
-        database_url = f"sqlite:///{tmp_path / 'payflow.db'}"
-    else:
-        assert TEST_DATABASE_URL is not None
-        admin_url = _plain_pg_url(TEST_DATABASE_URL)
-        name = f"pf_audit_{uuid.uuid4().hex[:12]}"
-        database_url = _pg_url_with_database(admin_url, name)
-        asyncio.run(_pg_execute(admin_url, f'CREATE DATABASE "{name}"'))
-        if TEST_REDIS_URL:
-            env["REDIS_URL"] = TEST_REDIS_URL
-            env["REDIS_KEY_PREFIX"] = f"test:audit:{uuid.uuid4().hex}:"
-    env["DATABASE_URL"] = database_url
-    try:
-        with run_server(env, tmp_path) as base_url:
-            wallet_ids, rows = _move_money(base_url)
-        yield Funded(request.param, env, tmp_path, database_url, wallet_ids, rows)
-    finally:
-        if admin_url is not None:
-            asyncio.run(_pg_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+@pytest.fixture
+def funded(deployment: Deployment) -> Funded:
+    with deployment.server() as base_url:
+        wallet_ids, rows = _move_money(base_url)
+    return Funded(wallet_ids, rows)
 
 
-def _audit_json(funded: Funded) -> tuple[int, Json]:
-    result = funded.audit("--json")
+def _audit_json(deployment: Deployment) -> tuple[int, Json]:
+    result = deployment.audit("--json")
     report: Json = json.loads(result.stdout)
     return result.returncode, report
 
@@ -161,11 +87,11 @@ def _violations_naming(report: Json, wallet_id: str) -> list[tuple[int, str]]:
     ]
 
 
-def _assert_audit_passes(funded: Funded) -> None:
-    text = funded.audit()
+def _assert_audit_passes(deployment: Deployment, funded: Funded) -> None:
+    text = deployment.audit()
     assert text.returncode == 0, (text.stdout, text.stderr)
     assert "all invariants hold" in text.stdout
-    code, report = _audit_json(funded)
+    code, report = _audit_json(deployment)
     assert code == 0
     assert report["ok"] is True
     assert report["wallets"] == 2
@@ -177,33 +103,37 @@ def _assert_audit_passes(funded: Funded) -> None:
 # --- the audit -------------------------------------------------------------------------------
 
 
-def test_audit_passes_then_names_a_wallet_changed_behind_payflows_back(funded: Funded) -> None:
-    _assert_audit_passes(funded)
+def test_audit_passes_then_names_a_wallet_changed_behind_payflows_back(
+    deployment: Deployment, funded: Funded
+) -> None:
+    _assert_audit_passes(deployment, funded)
     tampered, untouched = funded.wallet_ids
 
-    changed = funded.sql(
+    changed = deployment.sql(
         "UPDATE wallets SET balance = balance + 1 WHERE id = $1", uuid.UUID(tampered)
     )
     assert changed == 1
 
-    text = funded.audit()
+    text = deployment.audit()
     assert text.returncode != 0
     assert tampered in text.stdout
     assert untouched not in text.stdout
     assert "all invariants hold" not in text.stdout
-    code, report = _audit_json(funded)
+    code, report = _audit_json(deployment)
     assert code != 0
     assert report["ok"] is False
     assert any(invariant == 1 for invariant, _ in _violations_naming(report, tampered))
     assert not _violations_naming(report, untouched)
 
 
-def test_a_forged_ledger_row_that_breaks_the_chain_is_named(funded: Funded) -> None:
+def test_a_forged_ledger_row_that_breaks_the_chain_is_named(
+    deployment: Deployment, funded: Funded
+) -> None:
     forged, untouched = funded.wallet_ids
     # A DEPOSIT of 5.00 appended after the newest row, but starting 7.00 above where that row
     # ended; the wallet balance is moved to the forged row's balance_after, so the balance agrees
     # with the last ledger row and only the chain (and what it sums to) gives the forgery away.
-    inserted = funded.sql(
+    inserted = deployment.sql(
         "INSERT INTO wallet_transactions (id, wallet_id, seq, type, status, amount,"
         " balance_before, balance_after, currency, created_at, updated_at)"
         " SELECT $1::uuid, wallet_id, seq + 1, 'DEPOSIT', 'COMPLETED', 500,"
@@ -213,17 +143,17 @@ def test_a_forged_ledger_row_that_breaks_the_chain_is_named(funded: Funded) -> N
         uuid.UUID(forged),
     )
     assert inserted == 1
-    updated = funded.sql(
+    updated = deployment.sql(
         "UPDATE wallets SET balance = balance + 1200, version = version + 1 WHERE id = $1",
         uuid.UUID(forged),
     )
     assert updated == 1
 
-    text = funded.audit()
+    text = deployment.audit()
     assert text.returncode != 0
     assert forged in text.stdout
     assert untouched not in text.stdout
-    code, report = _audit_json(funded)
+    code, report = _audit_json(deployment)
     assert code != 0
     assert report["ok"] is False
     assert any(invariant == 1 for invariant, _ in _violations_naming(report, forged))
@@ -250,7 +180,7 @@ def _refusal_on_postgres(database_url: str, statement: str) -> str:
         assert result.returncode != 0, result.stdout
         return result.stderr
     with pytest.raises(asyncpg.PostgresError) as refused:
-        asyncio.run(_pg_execute(database_url, statement))
+        asyncio.run(pg_execute(database_url, statement))
     return str(refused.value)
 
 
@@ -265,12 +195,14 @@ def _refusal_on_sqlite(path: str, statement: str) -> str:
 
 
 @pytest.mark.parametrize("statement", [UPDATE_LEDGER, DELETE_LEDGER])
-def test_ledger_rows_cannot_be_updated_or_deleted(funded: Funded, statement: str) -> None:
-    if funded.backend == "postgres":
-        error = _refusal_on_postgres(funded.database_url, statement)
+def test_ledger_rows_cannot_be_updated_or_deleted(
+    deployment: Deployment, funded: Funded, statement: str
+) -> None:
+    if deployment.backend == "postgres":
+        error = _refusal_on_postgres(deployment.database_url, statement)
     else:
-        error = _refusal_on_sqlite(funded.sqlite_path, statement)
+        error = _refusal_on_sqlite(deployment.sqlite_path, statement)
     assert "immutable" in error.lower(), error
 
     # Nothing changed: every row is still there, and every invariant still holds.
-    _assert_audit_passes(funded)
+    _assert_audit_passes(deployment, funded)

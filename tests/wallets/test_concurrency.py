@@ -9,26 +9,19 @@ ends at the balance) and with `payflow audit` on the same database exiting 0.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
-from tests.live_server import clean_env, run_cli, run_server
+from tests.deployments import Deployment
 from tests.support import DEFAULT_PASSWORD, unique_email
-
-TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
-BACKENDS = ["sqlite", *(["postgres"] if TEST_DATABASE_URL else [])]
 
 PARALLEL = 20
 MIXED_CLIENTS = 8
@@ -41,63 +34,12 @@ DECREASES = {"WITHDRAWAL", "PAYMENT"}
 Json = dict[str, Any]
 
 
-# --- a fresh database and a real server per test --------------------------------------------
-
-
-def _plain_pg_url(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
-def _pg_url_with_database(url: str, name: str) -> str:
-    base, _, _ = _plain_pg_url(url).rpartition("/")
-    return f"{base}/{name}"
-
-
-async def _pg_execute(url: str, statement: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-@dataclass(frozen=True)
-class Deployment:
-    """Where one test's payflow runs: its environment, working directory and database."""
-
-    backend: str
-    env: dict[str, str]
-    workdir: Path
-    database_url: str
-
-
-@pytest.fixture(params=BACKENDS)
-def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
-    env = clean_env(ENVIRONMENT="test", BCRYPT_ROUNDS="4", RATE_LIMITS_ENABLED="false")
-    if request.param == "sqlite":
-        database_url = f"sqlite:///{tmp_path / 'payflow.db'}"
-        env["DATABASE_URL"] = database_url
-        yield Deployment("sqlite", env, tmp_path, database_url)
-        return
-
-    assert TEST_DATABASE_URL is not None
-    admin_url = _plain_pg_url(TEST_DATABASE_URL)
-    name = f"pf_conc_{uuid.uuid4().hex[:12]}"
-    database_url = _pg_url_with_database(admin_url, name)
-    asyncio.run(_pg_execute(admin_url, f'CREATE DATABASE "{name}"'))
-    try:
-        env["DATABASE_URL"] = database_url
-        if TEST_REDIS_URL:
-            env["REDIS_URL"] = TEST_REDIS_URL
-            env["REDIS_KEY_PREFIX"] = f"test:conc:{uuid.uuid4().hex}:"
-        yield Deployment("postgres", env, tmp_path, database_url)
-    finally:
-        asyncio.run(_pg_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+# --- a real server per test, on the test's own fresh database (tests.deployments) ----------
 
 
 @pytest.fixture
 def base_url(deployment: Deployment) -> Iterator[str]:
-    with run_server(deployment.env, deployment.workdir) as url:
+    with deployment.server() as url:
         yield url
 
 
@@ -192,7 +134,7 @@ def _assert_chain(newest_first: list[Json], balance: str) -> list[Json]:
 
 
 async def _assert_audit_passes(deployment: Deployment) -> None:
-    result = await asyncio.to_thread(run_cli, "audit", env=deployment.env, cwd=deployment.workdir)
+    result = await asyncio.to_thread(deployment.audit)
     assert result.returncode == 0, (result.stdout, result.stderr)
     assert "all invariants hold" in result.stdout
 
@@ -396,12 +338,10 @@ async def test_mixed_traffic_through_two_server_processes(deployment: Deployment
     server processes).
     """
     # Several workers cannot share the built-in sandbox; point them at a (here unused) Stripe.
-    env = {
-        **deployment.env,
-        "STRIPE_SECRET_KEY": "sk_test_unused",
-        "STRIPE_API_BASE": "http://127.0.0.1:9",
-    }
-    with run_server(env, deployment.workdir, workers=2) as base_url:
+    workers = deployment.with_env(
+        STRIPE_SECRET_KEY="sk_test_unused", STRIPE_API_BASE="http://127.0.0.1:9"
+    )
+    with workers.server(workers=2) as base_url:
         async with _client(base_url) as api:
             await _run_mixed_traffic(deployment, base_url, api, fresh_connections=True)
 
@@ -482,7 +422,7 @@ async def test_a_stored_business_failure_is_replayed_after_funding(
 
 async def test_idempotency_survives_a_server_restart(deployment: Deployment) -> None:
     key = f"restart-{uuid.uuid4()}"
-    with run_server(deployment.env, deployment.workdir) as first_url:
+    with deployment.server() as first_url:
         async with _client(first_url) as api:
             user = await _register(api)
             first = await _move(api, user, "deposit", "12.34", key)
@@ -491,7 +431,7 @@ async def test_idempotency_survives_a_server_restart(deployment: Deployment) -> 
             refused = await _move(api, user, "withdraw", "99.99", refused_key)
             _assert_insufficient_funds(refused)
 
-    with run_server(deployment.env, deployment.workdir) as second_url:
+    with deployment.server() as second_url:
         async with _client(second_url) as api:
             replays = await asyncio.gather(
                 *(_move(api, user, "deposit", "12.34", key) for _ in range(PARALLEL // 2))

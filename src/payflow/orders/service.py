@@ -124,7 +124,8 @@ async def buy_with_wallet(
         request_id=request_id,
         record_failure=record_failure,
     )
-    await committed.apply(ctx)
+    if not response.replayed:  # a replay changed nothing; an earlier attempt's record is void
+        await committed.apply(ctx)
     return response
 
 
@@ -235,7 +236,8 @@ async def refund(
     response = await idempotency.run(
         ctx, scope, refund_steps, instance=instance, request_id=request_id
     )
-    await effects.apply(ctx)
+    if not response.replayed:  # a replay changed nothing; an earlier attempt's record is void
+        await effects.apply(ctx)
     return response
 
 
