@@ -4,24 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from importlib.resources import files
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, FastAPI
+from fastapi.dependencies.models import Dependant
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, Response
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from fastapi.staticfiles import StaticFiles
 
+from payflow.auth.dependencies import get_current_user
 from payflow.auth.router import router as auth_router
 from payflow.config import Settings
 from payflow.core.context import AppContext
 from payflow.core.logging import configure_logging
 from payflow.core.middleware import RequestShellMiddleware
 from payflow.core.problems import install_problem_handlers
-from payflow.core.schemas import Problem
+from payflow.core.schemas import PROBLEM_CODES_ATTRIBUTE, Problem, add_problem_responses
 from payflow.health.router import router as health_router
 from payflow.orders.router import router as orders_router
 from payflow.payments.router import router as payments_router
@@ -86,6 +90,90 @@ def _install_docs(app: FastAPI) -> None:
         return Response(_DOCS_INIT_JS, media_type="text/javascript")
 
 
+# Problems any operation can answer with, whatever its route declares: a malformed request, an
+# unexpected failure, and the database (or another required service) being down.
+_EVERY_OPERATION = ("VALIDATION_ERROR", "INTERNAL_ERROR", "SERVICE_UNAVAILABLE")
+_AUTHENTICATED = ("UNAUTHORIZED", "ACCOUNT_DISABLED")
+# RequestShellMiddleware reads the body of these methods, and refuses it when too large or not JSON.
+_BODY_METHODS = ("post", "put", "patch", "delete")
+_WITH_BODY = ("PAYLOAD_TOO_LARGE", "UNSUPPORTED_MEDIA_TYPE")
+_IDEMPOTENT = ("IDEMPOTENCY_KEY_IN_USE", "IDEMPOTENCY_KEY_MISMATCH")
+_FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+
+
+def _dependency_calls(dependant: Dependant) -> Iterator[Any]:
+    for dependency in dependant.dependencies:
+        yield dependency.call
+        yield from _dependency_calls(dependency)
+
+
+def _route_problems(route: RouteContext, operation: dict[str, Any]) -> tuple[set[str], bool]:
+    """The problem codes the shared machinery lets this operation answer with, and whether
+    its authentication is optional (a bearer token is read, but anonymous callers are let in)."""
+    codes = set(_EVERY_OPERATION)
+    calls = list(_dependency_calls(route.dependant))
+    for call in calls:
+        codes.update(getattr(call, PROBLEM_CODES_ATTRIBUTE, ()))
+    parameters = operation.get("parameters", [])
+    if operation.get("security"):
+        codes.update(_AUTHENTICATED)
+    if any(parameter["in"] == "path" for parameter in parameters):
+        codes.add("NOT_FOUND")
+    if any(p["in"] == "header" and p["name"].lower() == "idempotency-key" for p in parameters):
+        codes.update(_IDEMPOTENT)
+    optional_auth = bool(operation.get("security")) and get_current_user not in calls
+    return codes, optional_auth
+
+
+def _declare_problems(app: FastAPI, schema: dict[str, Any]) -> None:
+    """Every operation declares every problem it can answer with, in one place: the statuses that
+    the middleware, the error handlers and the shared dependencies produce for any route are added
+    here, next to the ones each route lists for itself in `responses=`."""
+    paths: dict[str, dict[str, Any]] = schema.get("paths", {})
+    for route in iter_route_contexts(app.routes):
+        if not isinstance(route.original_route, APIRoute) or route.path_format is None:
+            continue
+        for method in sorted(route.methods or ()):
+            operation = paths.get(route.path_format, {}).get(method.lower())
+            if operation is None:
+                continue
+            codes, optional_auth = _route_problems(route, operation)
+            if method.lower() in _BODY_METHODS:
+                codes.update(_WITH_BODY)
+            responses = operation.setdefault("responses", {})
+            # FastAPI's own 422 body: this API answers a validation failure with a 400 problem.
+            default_422 = responses.get("422", {}).get("content", {}).get("application/json")
+            if default_422 is not None:
+                del responses["422"]
+            add_problem_responses(operation, codes)
+            operation["responses"] = dict(sorted(responses.items()))
+            if optional_auth:
+                operation["security"] = [*operation["security"], {}]
+    components = schema.get("components", {}).get("schemas", {})
+    text = orjson.dumps(schema["paths"]).decode()
+    for name in _FASTAPI_VALIDATION_SCHEMAS:
+        if f"#/components/schemas/{name}" not in text:
+            components.pop(name, None)
+
+
+def _parameter_schema(parameter: dict[str, Any]) -> None:
+    """What a parameter can really be on the wire. FastAPI describes an optional parameter as
+    "string or null", but a header, query or path parameter is text or absent, never JSON null
+    (`required: false` already says it may be absent). And every path parameter of this API names
+    a resource by its UUID (a malformed one is a 404, like an unknown id)."""
+    schema = parameter.get("schema", {})
+    branches = schema.get("anyOf")
+    if branches is not None:
+        kept = [branch for branch in branches if branch != {"type": "null"}]
+        if len(kept) == 1:
+            del schema["anyOf"]
+            schema.update({**kept[0], **schema})
+        else:
+            schema["anyOf"] = kept
+    if parameter["in"] == "path" and parameter["name"].endswith("_id"):
+        schema.setdefault("format", "uuid")
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema is None:
         schema = get_openapi(
@@ -97,6 +185,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         )
         for name, definition in components["Problem"].pop("$defs", {}).items():
             components.setdefault(name, definition)
+        _declare_problems(app, schema)
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                for parameter in operation.get("parameters", []):
+                    _parameter_schema(parameter)
         app.openapi_schema = schema
     return app.openapi_schema
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from payflow.core.ratelimit import RateLimit
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./payflow.db"
 DEV_ACCESS_SECRET = "dev-access-secret-change-me-0123456789abcdef"  # noqa: S105
@@ -64,12 +66,41 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_dir: str = "./logs"
     rate_limits_enabled: bool = True
+    # Each "<count>/<seconds>": at most count attempts per window (core/ratelimit.py).
+    rate_limit_login_per_account: Annotated[RateLimit, NoDecode] = RateLimit(10, 60)
+    rate_limit_login_per_address: Annotated[RateLimit, NoDecode] = RateLimit(300, 60)
+    rate_limit_register_per_account: Annotated[RateLimit, NoDecode] = RateLimit(5, 3600)
+    rate_limit_register_per_address: Annotated[RateLimit, NoDecode] = RateLimit(300, 3600)
+    rate_limit_orders_per_user: Annotated[RateLimit, NoDecode] = RateLimit(120, 60)
+    rate_limit_withdrawals_per_user: Annotated[RateLimit, NoDecode] = RateLimit(60, 60)
+    # Peers (IPs or CIDRs) whose X-Forwarded-For is believed; empty = the socket peer is the client.
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
 
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, raw: object) -> object:
         if isinstance(raw, str):
             return [origin.strip() for origin in raw.split(",") if origin.strip()]
+        return raw
+
+    @field_validator(
+        "rate_limit_login_per_account",
+        "rate_limit_login_per_address",
+        "rate_limit_register_per_account",
+        "rate_limit_register_per_address",
+        "rate_limit_orders_per_user",
+        "rate_limit_withdrawals_per_user",
+        mode="before",
+    )
+    @classmethod
+    def _parse_rate_limit(cls, raw: object) -> object:
+        return RateLimit.parse(raw) if isinstance(raw, str) else raw
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, raw: object) -> object:
+        if isinstance(raw, str):
+            return [proxy.strip() for proxy in raw.split(",") if proxy.strip()]
         return raw
 
     @model_validator(mode="after")

@@ -173,3 +173,12 @@ async def test_role_dependency_lets_merchants_through_and_refuses_users(
     assert allowed.json() == {"id": merchant.id}
     assert_problem(await probe.get("/probe/merchants-only", headers=user.headers), 403, "FORBIDDEN")
     assert_problem(await probe.get("/probe/merchants-only"), 401, "UNAUTHORIZED")
+
+
+async def test_api_responses_are_never_cached(client: httpx.AsyncClient) -> None:
+    account = await register(client)
+    for response in (
+        await client.get("/users/me", headers=account.headers),
+        await client.post("/auth/login", json={"email": account.email, "password": "wrong-pass"}),
+    ):
+        assert response.headers["cache-control"] == "no-store"

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response, status
 
 from payflow.auth import service
 from payflow.auth.dependencies import CurrentUser
+from payflow.auth.rate_limits import LOGIN_LIMITS, REGISTER_LIMITS
 from payflow.auth.schemas import (
     AuthResponse,
     LoginRequest,
@@ -33,7 +34,8 @@ def _auth_response(ctx: ContextDep, session: service.Session) -> AuthResponse:
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=AuthResponse,
-    responses=problem_responses("EMAIL_TAKEN"),
+    responses=problem_responses("EMAIL_TAKEN", "RATE_LIMITED"),
+    dependencies=REGISTER_LIMITS,
 )
 async def register(body: RegisterRequest, ctx: ContextDep) -> AuthResponse:
     return _auth_response(ctx, await service.register(ctx, body))
@@ -42,7 +44,8 @@ async def register(body: RegisterRequest, ctx: ContextDep) -> AuthResponse:
 @router.post(
     "/login",
     response_model=AuthResponse,
-    responses=problem_responses("INVALID_CREDENTIALS", "ACCOUNT_DISABLED"),
+    responses=problem_responses("INVALID_CREDENTIALS", "ACCOUNT_DISABLED", "RATE_LIMITED"),
+    dependencies=LOGIN_LIMITS,
 )
 async def login(body: LoginRequest, ctx: ContextDep) -> AuthResponse:
     return _auth_response(ctx, await service.login(ctx, body))

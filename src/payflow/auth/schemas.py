@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import EmailStr, Field, field_validator
 
-from payflow.core.schemas import RequestModel, ResponseModel
+from payflow.core.schemas import RequestModel, ResponseModel, StorableText
 from payflow.core.security import MAX_PASSWORD_BYTES
 from payflow.users.models import Role
 from payflow.users.schemas import UserOut
@@ -25,8 +25,8 @@ class RegisterRequest(RequestModel):
     email: EmailStr = Field(max_length=320)
     password: str = Field(description="8..72 bytes of UTF-8")
     role: Literal[Role.USER, Role.MERCHANT] = Role.USER
-    first_name: str | None = Field(default=None, min_length=1, max_length=100)
-    last_name: str | None = Field(default=None, min_length=1, max_length=100)
+    first_name: StorableText | None = Field(default=None, min_length=1, max_length=100)
+    last_name: StorableText | None = Field(default=None, min_length=1, max_length=100)
 
     @field_validator("password")
     @classmethod
@@ -35,7 +35,7 @@ class RegisterRequest(RequestModel):
 
 
 class LoginRequest(RequestModel):
-    email: str = Field(min_length=1, max_length=320)
+    email: StorableText = Field(min_length=1, max_length=320)
     password: str = Field(description="at most 72 bytes of UTF-8")
 
     @field_validator("password")

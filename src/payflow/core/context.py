@@ -8,6 +8,7 @@ from payflow.config import Settings
 from payflow.core.cache import Cache, create_cache
 from payflow.core.db import Database
 from payflow.core.metrics import Metrics
+from payflow.core.ratelimit import RateLimiter, create_rate_limiter
 from payflow.core.security import PasswordHasher, TokenService
 from payflow.payments.gateway import StripeGateway
 from payflow.payments.setup import gateway_for
@@ -19,6 +20,7 @@ class AppContext:
     settings: Settings
     db: Database
     cache: Cache
+    rate_limiter: RateLimiter
     metrics: Metrics
     passwords: PasswordHasher
     tokens: TokenService
@@ -35,6 +37,7 @@ class AppContext:
             cache=create_cache(
                 settings.redis_url, settings.redis_key_prefix, in_process=settings.in_process_cache
             ),
+            rate_limiter=create_rate_limiter(settings.redis_url, settings.redis_key_prefix),
             metrics=Metrics(),
             passwords=PasswordHasher(settings.bcrypt_rounds),
             tokens=TokenService(settings),
@@ -45,4 +48,5 @@ class AppContext:
     async def close(self) -> None:
         await self.gateway.aclose()
         await self.cache.close()
+        await self.rate_limiter.close()
         await self.db.dispose()

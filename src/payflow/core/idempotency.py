@@ -23,7 +23,6 @@ from typing import Annotated, Any
 import orjson
 import sqlalchemy as sa
 from fastapi import Header
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
@@ -31,7 +30,7 @@ from payflow.core.context import AppContext
 from payflow.core.errors import DomainError, ServiceUnavailable, ValidationFailed
 from payflow.core.idempotency_models import idempotency_records
 from payflow.core.problems import PROBLEM_MEDIA_TYPE, STATUS_BY_CODE, problem_body
-from payflow.core.tables import utcnow
+from payflow.core.tables import upsert_capable_insert, utcnow
 
 RETENTION = timedelta(hours=24)
 # A record is PROCESSING while a request spanning several transactions (a gateway order) runs.
@@ -104,6 +103,8 @@ IdempotencyKeyHeader = Annotated[
     Header(
         alias="Idempotency-Key",
         description="1..255 printable ASCII characters; replays return the first response",
+        # Documented only: validate_key() checks it, with its own message, after authentication.
+        json_schema_extra={"pattern": _KEY_PATTERN.pattern},
     ),
 ]
 
@@ -117,15 +118,10 @@ def scope_for(
     return IdempotencyScope(user_id, endpoint, valid, request_fingerprint(endpoint, payload))
 
 
-def _insert(conn: AsyncConnection) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(idempotency_records)
-
-
 async def claim(conn: AsyncConnection, scope: IdempotencyScope, state: str) -> bool:
     now = utcnow()
     statement = (
-        _insert(conn)
+        upsert_capable_insert(conn, idempotency_records)
         .values(
             id=uuid.uuid4(),
             user_id=scope.user_id,
@@ -219,6 +215,7 @@ FailureRecorder = Callable[[AsyncConnection, DomainError], Awaitable[None]]
 
 # Errors that say nothing about the request's outcome: never stored, the client may just retry.
 NOT_AN_OUTCOME = (IdempotencyKeyMismatch, IdempotencyKeyInUse, ServiceUnavailable, ValidationFailed)
+_NOT_OUTCOME_CODES = frozenset(error.code for error in NOT_AN_OUTCOME)
 
 
 async def run(
@@ -271,15 +268,26 @@ async def settle_failure(
     """After a business failure was rolled back: in a new transaction, `record_failure` writes what
     the domain keeps of it (a FAILED order) and the error response is stored under the key. Returns
     the stored response for keyed requests, raises `error` for unkeyed ones. `claimed` says the key
-    is already held (PROCESSING) by this request."""
+    is already held (PROCESSING) by this request. An error that is not an outcome (a validation
+    error found late, say) is never stored: a claimed key is released instead."""
     if scope is None and record_failure is None:
         raise error
+    storable = error.code not in _NOT_OUTCOME_CODES
 
     async def store_failure(conn: AsyncConnection) -> StoredResponse | None:
-        if scope is not None and not claimed and not await claim(conn, scope, COMPLETED):
+        if (
+            scope is not None
+            and storable
+            and not claimed
+            and not await claim(conn, scope, COMPLETED)
+        ):
             return await existing(conn, scope)
         if record_failure is not None:
             await record_failure(conn, error)
+        if scope is not None and not storable:
+            if claimed:
+                await _unclaim(conn, scope)
+            return None
         if scope is None:
             return None
         response = problem_of(error, instance, request_id)
@@ -290,6 +298,17 @@ async def settle_failure(
     if stored is None:
         raise error
     return stored
+
+
+async def _unclaim(conn: AsyncConnection, scope: IdempotencyScope) -> None:
+    await conn.execute(
+        sa.delete(idempotency_records).where(
+            idempotency_records.c.user_id == scope.user_id,
+            idempotency_records.c.endpoint == scope.endpoint,
+            idempotency_records.c.key == scope.key,
+            idempotency_records.c.state == PROCESSING,
+        )
+    )
 
 
 async def release_stale(conn: AsyncConnection, older_than: timedelta) -> int:

@@ -86,6 +86,8 @@ class RequestShellMiddleware:
         started = time.perf_counter()
         status_holder = [500]
 
+        api = scope["path"].startswith(self.api_prefix + "/")
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder[0] = message["status"]
@@ -93,6 +95,9 @@ class RequestShellMiddleware:
                 present = {key.lower() for key, _ in headers}
                 headers.append((b"x-request-id", request_id.encode()))
                 headers.extend(h for h in SECURITY_HEADERS if h[0] not in present)
+                if api and b"cache-control" not in present:
+                    # Tokens, balances and orders must never sit in a shared or browser cache.
+                    headers.append((b"cache-control", b"no-store"))
                 message = {**message, "headers": headers}
             await send(message)
 

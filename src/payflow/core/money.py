@@ -100,8 +100,18 @@ Amount = Annotated[
     WithJsonSchema(
         {
             "oneOf": [
-                {"type": "string", "pattern": r"^\d{1,10}(\.\d{1,2})?$", "examples": ["12.50"]},
-                {"type": "number", "exclusiveMinimum": 0, "maximum": 9999999999.99},
+                {
+                    "type": "string",
+                    "pattern": r"^\d{1,10}(\.\d{1,2})?$",
+                    "not": {"pattern": r"^0*(\.0*)?$"},  # zero is not an amount
+                    "examples": ["12.50"],
+                },
+                {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": 9999999999.99,
+                    "multipleOf": 0.01,
+                },
             ],
             "description": "A positive amount with at most the currency's digits (USD: 2).",
         }

@@ -9,6 +9,7 @@ import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import Scope
@@ -146,13 +147,28 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
     return problem_response(request.scope, "VALIDATION_ERROR", detail, errors=errors)
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path. Starlette's own `Allow` names only the first
+    route whose path matched, while GET, PATCH and DELETE of one resource are separate routes."""
+    path = request.scope.get("path", "")
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and route.methods and regex.match(path):
+            methods.update(route.methods)
+    return ", ".join(sorted(methods))
+
+
 async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101
     code = _CODE_BY_STATUS.get(exc.status_code, "INTERNAL_ERROR")
     detail = exc.detail if isinstance(exc.detail, str) else code
+    headers = dict(exc.headers or {})
     if exc.status_code == 404:
         detail = "Not found"
-    return problem_response(request.scope, code, detail, headers=exc.headers)
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+    return problem_response(request.scope, code, detail, headers=headers)
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:

@@ -1,13 +1,28 @@
-"""Base pydantic models for the API: camelCase on the wire, unknown fields refused."""
+"""Base pydantic models for the API (camelCase on the wire, unknown fields refused), and the
+problem responses the OpenAPI document declares for them."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from payflow.core.problems import PROBLEM_MEDIA_TYPE, STATUS_BY_CODE
+
+
+def _storable(value: str) -> str:
+    # PostgreSQL text cannot hold NUL: refused here rather than failing in the database.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+# Text a request may carry into the database (or look up in it).
+StorableText = Annotated[
+    str, AfterValidator(_storable), Field(json_schema_extra={"pattern": "^[^\\x00]*$"})
+]
 
 
 class RequestModel(BaseModel):
@@ -42,15 +57,82 @@ class Problem(BaseModel):
     errors: list[FieldProblem] | None = None
 
 
+PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"
+PROBLEM_CODES_ATTRIBUTE = "__problem_codes__"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def raises_problems(*codes: str) -> Callable[[F], F]:
+    """Mark a route dependency with the problem codes it can answer with: the OpenAPI document
+    then lists them on every operation that depends on it (see app.py `_openapi`)."""
+    unknown = [code for code in codes if code not in STATUS_BY_CODE]
+    if unknown:
+        raise ValueError(f"unknown problem codes: {unknown}")
+
+    def mark(func: F) -> F:
+        setattr(func, PROBLEM_CODES_ATTRIBUTE, codes)
+        return func
+
+    return mark
+
+
+def _problem_response(status: int, codes: Iterable[str]) -> dict[str, Any]:
+    """One OpenAPI response: a Problem whose `status` and `code` are pinned to these values."""
+    names = sorted(set(codes))
+    schema = {
+        "allOf": [
+            {"$ref": PROBLEM_SCHEMA_REF},
+            {
+                "type": "object",
+                "properties": {"status": {"const": status}, "code": {"enum": names}},
+            },
+        ]
+    }
+    response: dict[str, Any] = {
+        "description": " or ".join(names),
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": schema}},
+    }
+    if status == STATUS_BY_CODE["RATE_LIMITED"]:
+        response["headers"] = {
+            "Retry-After": {
+                "description": "Seconds until the next attempt may succeed",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        }
+    return response
+
+
+def problem_codes_of(response: Mapping[str, Any]) -> list[str]:
+    """The codes an OpenAPI response built by `_problem_response` names; [] for any other."""
+    content = response.get("content", {}).get(PROBLEM_MEDIA_TYPE)
+    if content is None:
+        return []
+    for part in content.get("schema", {}).get("allOf", []):
+        code = part.get("properties", {}).get("code", {})
+        if "enum" in code:
+            return list(code["enum"])
+    return []
+
+
 def problem_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` for the problem codes an operation can answer with."""
     by_status: dict[int, list[str]] = {}
     for code in (*codes, "VALIDATION_ERROR"):
         by_status.setdefault(STATUS_BY_CODE[code], []).append(code)
-    return {
-        status: {
-            "description": " or ".join(sorted(set(names))),
-            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-        }
-        for status, names in sorted(by_status.items())
-    }
+    return {status: _problem_response(status, names) for status, names in sorted(by_status.items())}
+
+
+def add_problem_responses(operation: dict[str, Any], codes: Iterable[str]) -> None:
+    """Merge the problem responses for `codes` into an OpenAPI operation object, keeping the codes
+    it already lists. A non-problem response at the same status (FastAPI's default 422 body, which
+    this API never sends) is replaced."""
+    responses: dict[str, Any] = operation.setdefault("responses", {})
+    by_status: dict[int, set[str]] = {}
+    for code in codes:
+        by_status.setdefault(STATUS_BY_CODE[code], set()).add(code)
+    for status, names in by_status.items():
+        existing = responses.get(str(status))
+        known = problem_codes_of(existing) if existing is not None else []
+        responses[str(status)] = _problem_response(status, {*names, *known})

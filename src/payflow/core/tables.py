@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -53,3 +55,10 @@ def timestamp_columns() -> list[sa.Column[Any]]:
         sa.Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
         sa.Column("updated_at", UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow),
     ]
+
+
+def upsert_capable_insert(conn: AsyncConnection, table: sa.Table) -> Any:
+    """An INSERT for `table` in the connection's dialect, so that `on_conflict_do_nothing` (and
+    RETURNING) can be used on PostgreSQL and SQLite alike."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Body, Query, Request, Response, status
 
 from payflow.auth.dependencies import CurrentUser, MerchantUser
+from payflow.auth.rate_limits import ORDER_LIMITS
 from payflow.core import idempotency
 from payflow.core.dependencies import ContextDep
 from payflow.core.errors import ValidationFailed
@@ -65,7 +66,9 @@ def _order_key(header: str | None, body_key: str | None) -> str | None:
         "PRODUCT_UNAVAILABLE",
         "INSUFFICIENT_FUNDS",
         "WALLET_LOCKED",
+        "RATE_LIMITED",
     ),
+    dependencies=ORDER_LIMITS,
 )
 async def create_order(
     body: CreateOrderRequest,

@@ -8,7 +8,7 @@ from datetime import datetime
 from pydantic import Field
 
 from payflow.core.money import format_minor
-from payflow.core.schemas import RequestModel, ResponseModel
+from payflow.core.schemas import RequestModel, ResponseModel, StorableText
 from payflow.orders.models import OrderStatus, PaymentMethod
 from payflow.orders.records import Order
 
@@ -16,14 +16,19 @@ from payflow.orders.records import Order
 class CreateOrderRequest(RequestModel):
     product_id: uuid.UUID
     payment_method: PaymentMethod
-    quantity: int = Field(default=1, ge=1, le=100)
+    # Strict: true, 1.0 and "1" are not quantities.
+    quantity: int = Field(default=1, ge=1, le=100, strict=True)
     idempotency_key: str | None = Field(
-        default=None, description="Alias of the Idempotency-Key header", max_length=255
+        default=None,
+        description="Alias of the Idempotency-Key header",
+        max_length=255,
+        # Documented only: checked like the header, by the idempotency module.
+        json_schema_extra={"pattern": r"^[\x20-\x7e]{1,255}$"},
     )
 
 
 class RefundRequest(RequestModel):
-    reason: str | None = Field(default=None, max_length=500)
+    reason: StorableText | None = Field(default=None, max_length=500)
 
 
 class OrderOut(ResponseModel):

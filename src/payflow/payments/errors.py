@@ -28,6 +28,18 @@ class PaymentGatewayError(DomainError):
         self.stripe_code = stripe_code
 
 
+class AmountRefusedByGateway(PaymentGatewayError):
+    """Stripe refuses to charge this amount (under its minimum charge, or over its maximum): the
+    request is at fault, not the gateway, so it is a 400 like any amount payflow refuses itself."""
+
+    code = "VALIDATION_ERROR"
+    title = "The amount cannot be paid by card"
+
+
+# Stripe's codes for an amount outside the range it charges.
+AMOUNT_REFUSALS = frozenset({"amount_too_small", "amount_too_large"})
+
+
 class InvalidSignature(DomainError):
     code = "INVALID_SIGNATURE"
     title = "The webhook signature is missing, wrong or stale"

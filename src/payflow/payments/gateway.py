@@ -19,7 +19,12 @@ import httpx
 import stripe
 import structlog
 
-from payflow.payments.errors import InvalidSignature, PaymentGatewayError
+from payflow.payments.errors import (
+    AMOUNT_REFUSALS,
+    AmountRefusedByGateway,
+    InvalidSignature,
+    PaymentGatewayError,
+)
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_MAX_NETWORK_RETRIES = 2
@@ -153,6 +158,12 @@ def _gateway_error(operation: str, exc: stripe.StripeError) -> PaymentGatewayErr
         param=param,
         stripe_request_id=exc.request_id,
     )
+    if exc.http_status == 400 and exc.code in AMOUNT_REFUSALS:
+        return AmountRefusedByGateway(
+            "The amount is outside the range a card payment can have",
+            http_status=exc.http_status,
+            stripe_code=exc.code,
+        )
     return PaymentGatewayError(detail, http_status=exc.http_status, stripe_code=exc.code)
 
 

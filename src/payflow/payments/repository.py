@@ -7,19 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from payflow.core.tables import utcnow
+from payflow.core.tables import upsert_capable_insert, utcnow
 from payflow.payments.models import gateway_refunds, webhook_events
 
 PENDING = "PENDING"
 SUCCEEDED = "SUCCEEDED"
-
-
-def _dialect_insert(conn: AsyncConnection, table: sa.Table) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
 
 
 async def record_event(
@@ -29,7 +23,7 @@ async def record_event(
     event waits here on the unique index until the first one commits (then gets False)."""
     now = utcnow()
     statement = (
-        _dialect_insert(conn, webhook_events)
+        upsert_capable_insert(conn, webhook_events)
         .values(
             id=uuid.uuid4(),
             provider_event_id=event_id,
@@ -73,7 +67,7 @@ async def add_refund(
     """Decide to refund an order's payment (at most once per order: unique on order_id)."""
     now = utcnow()
     await conn.execute(
-        _dialect_insert(conn, gateway_refunds)
+        upsert_capable_insert(conn, gateway_refunds)
         .values(
             id=uuid.uuid4(),
             order_id=order_id,

@@ -22,7 +22,11 @@ from payflow.payments import service
 
 router = APIRouter(tags=["payments"])
 
-SessionQuery = Annotated[str | None, Query(max_length=255, description="The Checkout session id")]
+# No NUL: PostgreSQL text cannot hold one, so looking it up would fail in the database.
+SessionQuery = Annotated[
+    str | None,
+    Query(max_length=255, pattern=r"^[^\x00]*$", description="The Checkout session id"),
+]
 
 
 @router.post(
@@ -95,7 +99,9 @@ async def payment_cancel(
         order = await gateway_service.order_for_session(ctx, session_id)
     elif order_id and token:
         parsed = parse_path_id(order_id, "Order")
-        if not hmac.compare_digest(token, gateway_service.cancel_token(ctx, parsed)):
+        # As bytes: compare_digest refuses str holding non-ASCII characters (a 500, not a 404).
+        expected = gateway_service.cancel_token(ctx, parsed).encode()
+        if not hmac.compare_digest(token.encode(), expected):
             raise NotFound("Order not found")
         found = await ctx.db.read(lambda conn: orders_repo.get(conn, parsed))
         if found is None:

@@ -71,6 +71,8 @@ def if_match_version(
             alias="If-Match",
             max_length=64,
             description='The version being edited, as its ETag: `"3"` (quotes optional)',
+            # Documented only: if_match_version() checks it, with its own message.
+            json_schema_extra={"pattern": r'^\s*(\*|"[0-9]{1,18}"|[0-9]{1,18})\s*$'},
         ),
     ] = None,
 ) -> int | None:

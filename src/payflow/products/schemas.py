@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator
 
 from payflow.core.money import Amount, format_minor
 from payflow.core.pagination import Page, PageMeta
@@ -44,16 +44,43 @@ class CreateProductRequest(RequestModel):
     available_units: Units
 
 
-class UpdateProductRequest(RequestModel):
-    """Only the fields present change; `description: null` clears the description."""
+def _not_null(schema: dict[str, Any]) -> None:
+    """The field's JSON schema without its null branch: it may be left out, not set to null."""
+    branches = [branch for branch in schema.pop("anyOf", []) if branch != {"type": "null"}]
+    if len(branches) == 1:
+        schema.update({**branches[0], **schema})
+    elif branches:
+        schema["anyOf"] = branches
+    if schema.get("default", ...) is None:
+        del schema["default"]
 
-    name: ProductName | None = None
+
+class UpdateProductRequest(RequestModel):
+    """Only the fields present change; `description: null` clears the description.
+
+    The other fields can be left out but not set to null, so their schema offers no null.
+    `version` alone changes nothing: at least one other field must be there."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": [name]}
+                for name in ("name", "description", "price", "availableUnits", "isActive")
+            ]
+        }
+    )
+
+    name: ProductName | None = Field(default=None, json_schema_extra=_not_null)
     description: Description | None = None
-    price: Amount | None = None
-    available_units: Units | None = None
-    is_active: Annotated[bool, Field(strict=True)] | None = None
+    price: Amount | None = Field(default=None, json_schema_extra=_not_null)
+    available_units: Units | None = Field(default=None, json_schema_extra=_not_null)
+    is_active: Annotated[bool, Field(strict=True)] | None = Field(
+        default=None, json_schema_extra=_not_null
+    )
     version: Version | None = Field(
-        default=None, description="The version being edited (or send `If-Match`)"
+        default=None,
+        description="The version being edited (or send `If-Match`)",
+        json_schema_extra=_not_null,
     )
 
     @field_validator("name", "price", "available_units", "is_active", "version")

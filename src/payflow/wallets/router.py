@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.auth.dependencies import CurrentUser
+from payflow.auth.rate_limits import WITHDRAWAL_LIMITS
 from payflow.core import idempotency
 from payflow.core.dependencies import ContextDep
 from payflow.core.idempotency import IdempotencyKeyHeader, StoredResponse, json_response
@@ -69,7 +70,8 @@ async def _move(
         instance=request.url.path,
         request_id=request.state.request_id,
     )
-    await service.remember(ctx, committed)
+    if not response.replayed:  # a replay changed nothing; an earlier attempt's record is void
+        await service.remember(ctx, committed)
     return response.to_http()
 
 
@@ -101,7 +103,8 @@ async def deposit(
     "/withdraw",
     status_code=status.HTTP_201_CREATED,
     response_model=MovementOut,
-    responses={**_MOVEMENT_PROBLEMS, **problem_responses("INSUFFICIENT_FUNDS")},
+    responses={**_MOVEMENT_PROBLEMS, **problem_responses("INSUFFICIENT_FUNDS", "RATE_LIMITED")},
+    dependencies=WITHDRAWAL_LIMITS,
 )
 async def withdraw(
     body: MoneyMovementRequest,

@@ -8,14 +8,14 @@ from datetime import datetime
 from pydantic import Field
 
 from payflow.core.money import Amount, format_minor
-from payflow.core.schemas import RequestModel, ResponseModel
+from payflow.core.schemas import RequestModel, ResponseModel, StorableText
 from payflow.wallets.models import TransactionStatus, TransactionType
 from payflow.wallets.records import LedgerEntry, Movement, Wallet
 
 
 class MoneyMovementRequest(RequestModel):
     amount: Amount
-    description: str | None = Field(default=None, max_length=500)
+    description: StorableText | None = Field(default=None, max_length=500)
 
 
 class WalletOut(ResponseModel):

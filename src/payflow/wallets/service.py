@@ -81,30 +81,31 @@ async def get_wallet(ctx: AppContext, user_id: uuid.UUID) -> Wallet:
 async def deposit(
     conn: AsyncConnection, user_id: uuid.UUID, amount: Money, description: str | None
 ) -> Movement:
-    movement = await repository.change_balance(
-        conn,
-        amount,
-        user_id=user_id,
-        credit=True,
-        type=TransactionType.DEPOSIT,
-        description=description,
-    )
-    _log_movement("wallet.deposit", movement)
-    return movement
+    return await _move(conn, user_id, amount, description, TransactionType.DEPOSIT)
 
 
 async def withdraw(
     conn: AsyncConnection, user_id: uuid.UUID, amount: Money, description: str | None
 ) -> Movement:
+    return await _move(conn, user_id, amount, description, TransactionType.WITHDRAWAL)
+
+
+async def _move(
+    conn: AsyncConnection,
+    user_id: uuid.UUID,
+    amount: Money,
+    description: str | None,
+    kind: TransactionType,
+) -> Movement:
     movement = await repository.change_balance(
         conn,
         amount,
         user_id=user_id,
-        credit=False,
-        type=TransactionType.WITHDRAWAL,
+        credit=kind is TransactionType.DEPOSIT,
+        type=kind,
         description=description,
     )
-    _log_movement("wallet.withdrawal", movement)
+    _log_movement(f"wallet.{kind.value.lower()}", movement)
     return movement
 
 

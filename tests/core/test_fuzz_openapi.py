@@ -1,0 +1,263 @@
+"""Schemathesis against payflow's own OpenAPI document, served in-process (issue 7).
+
+Schemathesis runs as `schemathesis run` would (its engine, all four phases: the schema's examples,
+boundary coverage, fuzzing, and stateful sequences along the links it infers between operations),
+with every check it enables by default: server errors, status codes, content types, response
+schemas and headers, negative data rejected, positive data accepted, authentication enforced,
+missing required headers, unsupported methods and `Allow`, use after free and resource
+availability. Each operation is called with the token of the role that may use it, then, in a
+second run, with the other role's. The world is set up once per run: a funded USER, a MERCHANT and
+a product with plenty of stock, so that many calls succeed; no example relies on what an earlier
+one left behind.
+
+payflow is served by uvicorn in a thread of the test process (tests.live_app), not called through
+schemathesis' ASGI client: a gateway purchase makes payflow call its embedded payments sandbox over
+HTTP, which only a listening server can answer, so only then do GATEWAY orders, cancellations and
+the sandbox's webhooks get exercised too.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from schemathesis.core import NotSet
+from schemathesis.core.parameters import ParameterLocation
+from schemathesis.engine import Status, events
+from schemathesis.engine import from_schema as engine_for
+
+from payflow.app import API_PREFIX, OPENAPI_URL
+from payflow.config import Settings
+from tests.live_app import free_port, serve_in_thread
+from tests.support import DEFAULT_PASSWORD, unique_email
+
+MAX_EXAMPLES = 25
+
+# What only a MERCHANT may do; every other operation is a USER's (or anyone's).
+MERCHANT_OPERATIONS = frozenset(
+    {
+        f"POST {API_PREFIX}/products",
+        f"PATCH {API_PREFIX}/products/{{product_id}}",
+        f"DELETE {API_PREFIX}/products/{{product_id}}",
+        f"GET {API_PREFIX}/products/merchant/my-products",
+        f"GET {API_PREFIX}/orders/merchant/sales",
+        f"POST {API_PREFIX}/orders/{{order_id}}/refund",
+    }
+)
+
+# Checks that cannot hold for an operation, each with the reason. Nothing else is excluded.
+POSITIVE_DATA_NOT_APPLICABLE = {
+    # Success depends on the state: a deposit that would take the balance over the maximum is a
+    # 400 (SPEC §4), and the fuzzer's own deposits add up.
+    f"POST {API_PREFIX}/wallet/deposit": "the balance maximum",
+    # A withdrawal over the balance is a 400 INSUFFICIENT_FUNDS.
+    f"POST {API_PREFIX}/wallet/withdraw": "the balance",
+    # A purchase over the balance is a 400 INSUFFICIENT_FUNDS.
+    f"POST {API_PREFIX}/orders": "the balance",
+    # Passwords are limited in UTF-8 bytes (8..72), which JSON Schema cannot count, and
+    # email-validator's syntax is stricter than JSON Schema's "email" format.
+    f"POST {API_PREFIX}/auth/register": "password bytes, email syntax",
+    f"POST {API_PREFIX}/auth/login": "password bytes",
+    # Only Stripe can sign an event: no generated request carries a valid Stripe-Signature.
+    f"POST {API_PREFIX}/webhooks/stripe": "a signature only Stripe can make",
+}
+
+
+@dataclass(frozen=True)
+class World:
+    base_url: str
+    tokens: dict[str, str]
+
+    def authorization(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+
+def _created(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+@pytest.fixture
+def world(settings: Settings) -> Iterator[World]:
+    port = free_port()
+    served = settings.model_copy(
+        update={"public_url": f"http://127.0.0.1:{port}", "log_level": "WARNING"}
+    )
+    with (
+        serve_in_thread(served, port) as base_url,
+        httpx.Client(base_url=base_url + API_PREFIX, timeout=30) as client,
+    ):
+        tokens: dict[str, str] = {}
+        for role in ("USER", "MERCHANT"):
+            body = {"email": unique_email(role.lower()), "password": DEFAULT_PASSWORD, "role": role}
+            tokens[role] = _created(client.post("/auth/register", json=body))["accessToken"]
+        world = World(base_url, tokens)
+        deposit = {"amount": "100000.00"}
+        _created(client.post("/wallet/deposit", json=deposit, headers=world.authorization("USER")))
+        product = {"name": "fuzzed", "price": "1.00", "availableUnits": 1_000_000}
+        _created(client.post("/products", json=product, headers=world.authorization("MERCHANT")))
+        yield world
+
+
+def _config(world: World, *, swap_roles: bool) -> schemathesis.Config:
+    own, other = ("MERCHANT", "USER") if swap_roles else ("USER", "MERCHANT")
+    return schemathesis.Config.from_dict(
+        {
+            # Nothing carried over from an earlier run: each run stands on its own.
+            "cache": {"enabled": False},
+            "headers": world.authorization(own),
+            "generation": {
+                "max-examples": MAX_EXAMPLES,
+                "deterministic": True,
+                "database": "none",
+            },
+            # Sequences of valid calls. Schemathesis may "negate" an optional body by leaving it
+            # out (a valid request), and its case filters do not reach this phase; invalid input
+            # is what the three phases before it are for.
+            "phases": {"stateful": {"generation": {"mode": "positive"}}},
+            "operations": [
+                {
+                    "include-name": sorted(MERCHANT_OPERATIONS),
+                    "headers": world.authorization(other),
+                },
+                *(
+                    {
+                        "include-name": label,
+                        "checks": {"positive_data_acceptance": {"enabled": False}},
+                    }
+                    for label in sorted(POSITIVE_DATA_NOT_APPLICABLE)
+                ),
+            ],
+        }
+    )
+
+
+def _integral(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _integral(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral(item) for item in value]
+    return value
+
+
+def _independent(context: Any, case: schemathesis.Case[Any]) -> schemathesis.Case[Any]:
+    """Schema-valid requests that stand on their own, whatever earlier examples did.
+
+    - A cursor is opaque and minted by the server: a string it did not mint is rightly a 400
+      (SPEC §4), so a positive example carries none.
+    - An idempotency key already used with another request is rightly a 422: each positive example
+      gets a key of its own, the same in the header and in the body's `idempotencyKey` alias.
+    - JSON Schema counts 5.0 as an integer; payflow's integer fields take JSON integers (unit
+      counts refuse 5.0 on purpose), so a positive example writes its integral numbers as such.
+    Negative examples are sent as generated.
+    """
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_positive:
+        return case
+    if case.query and "cursor" in case.query:
+        case.query = {name: value for name, value in case.query.items() if name != "cursor"}
+    key = uuid.uuid4().hex
+    if case.headers and "Idempotency-Key" in case.headers:
+        case.headers["Idempotency-Key"] = key
+    if isinstance(case.body, dict) and "idempotencyKey" in case.body:
+        case.body = {**case.body, "idempotencyKey": key}
+    if case.body is not None:
+        case.body = _integral(case.body)
+    return case
+
+
+def _negated(context: Any, case: schemathesis.Case[Any]) -> bool:
+    """Whether a case is what it claims to be. Schemathesis (4.x) may "negate" an optional body by
+    leaving it out, which makes a valid request; such a case is dropped, not sent."""
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_negative:
+        return True
+    negated = {location for location, info in meta.components.items() if info.mode.is_negative}
+    return not (negated == {ParameterLocation.BODY} and isinstance(case.body, NotSet))
+
+
+def _failures(stream: Iterator[events.EngineEvent]) -> tuple[list[str], set[str]]:
+    """What went wrong, one readable entry per (operation, check, title); and the phases run."""
+    found: dict[tuple[str, str, str], str] = {}
+    phases: set[str] = set()
+    for event in stream:
+        if isinstance(event, events.PhaseFinished) and event.status is not Status.SKIP:
+            phases.add(event.phase.name.value)
+        elif isinstance(event, events.ScenarioFinished):
+            for case_id, checks in event.recorder.checks.items():
+                for check in checks:
+                    if check.status is not Status.FAILURE or check.failure_info is None:
+                        continue
+                    failure = check.failure_info.failure
+                    interaction = event.recorder.interactions.get(case_id)
+                    response = interaction.response if interaction else None
+                    answer = (
+                        f"{response.status_code} {response.content[:300]!r}" if response else "-"
+                    )
+                    key = (event.label or "stateful", check.name, failure.title)
+                    found.setdefault(
+                        key,
+                        f"{key[0]} · {check.name} · {failure.title}\n{failure.message}\n"
+                        f"answer: {answer}\n{check.failure_info.code_sample}",
+                    )
+        elif isinstance(event, events.NonFatalError):
+            found.setdefault(
+                (event.label, "error", type(event.value).__name__),
+                f"{event.label} · error\n{event.info.format()}",
+            )
+        elif isinstance(event, events.FatalError):
+            found[("engine", "fatal", "")] = f"fatal: {event.exception!r}"
+        elif isinstance(event, events.EngineFinished):
+            for failure in event.failures:
+                found.setdefault(("run", "after_run", failure.title), failure.message)
+    return list(found.values()), phases
+
+
+@pytest.mark.parametrize("swap_roles", [False, True], ids=["own-role", "other-role"])
+def test_schemathesis_finds_nothing_wrong(world: World, swap_roles: bool) -> None:
+    schema = schemathesis.openapi.from_url(
+        world.base_url + OPENAPI_URL, config=_config(world, swap_roles=swap_roles)
+    )
+    schema.hook("map_case")(_independent)
+    schema.hook("filter_case")(_negated)
+
+    failures, phases = _failures(iter(engine_for(schema).execute()))
+
+    assert not failures, "\n\n".join(failures)
+    assert {"examples", "coverage", "fuzzing", "stateful"} <= phases
+
+
+async def test_every_operation_declares_the_problems_it_can_answer_with(app: FastAPI) -> None:
+    """What the shared machinery can answer is declared once for all, as a Problem body."""
+    document = app.openapi()
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            declared = operation["responses"]
+            expected = {"400", "500", "503"}
+            if operation.get("security"):
+                expected |= {"401", "403"}
+            if any(parameter["in"] == "path" for parameter in operation.get("parameters", [])):
+                expected.add("404")
+            if method in ("post", "put", "patch", "delete"):
+                expected |= {"413", "415"}
+            assert expected <= set(declared), f"{method.upper()} {path}: {sorted(declared)}"
+            for status, response in declared.items():
+                if status < "400":
+                    continue
+                schema = response["content"]["application/problem+json"]["schema"]
+                assert schema["allOf"][0] == {"$ref": "#/components/schemas/Problem"}
+                pinned = schema["allOf"][1]["properties"]
+                assert pinned["status"] == {"const": int(status)}
+                assert pinned["code"]["enum"], f"{method.upper()} {path} {status}"
+                if status == "429":
+                    assert response["headers"]["Retry-After"]["required"] is True
+    assert "HTTPValidationError" not in document["components"]["schemas"]
