@@ -338,7 +338,11 @@ class LedgerMachine(RuleBasedStateMachine):
         """A money-moving POST under a fresh Idempotency-Key, kept for the replay rule."""
         headers = {**account.headers, "Idempotency-Key": f"model-{uuid.uuid4().hex}"}
         response = self.api.post(path, json=body, headers=headers)
-        self.sent.append(SentRequest(path, body, headers, response.status_code, response.content))
+        # Validation failures are not outcomes: never stored, so never replayed (SPEC §4).
+        if response.status_code != 400 or response.json().get("code") != "VALIDATION_ERROR":
+            self.sent.append(
+                SentRequest(path, body, headers, response.status_code, response.content)
+            )
         return response
 
     def _deposit(self, account: AccountModel, minor: int, *, as_number: bool = False) -> None:

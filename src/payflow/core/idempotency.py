@@ -255,6 +255,12 @@ async def run(
         )
 
 
+def is_storable(error: DomainError) -> bool:
+    """Whether an error is an outcome of processing (stored under the key) or not (validation,
+    key conflicts, unavailability: the client may retry with the same key)."""
+    return error.code not in _NOT_OUTCOME_CODES
+
+
 async def settle_failure(
     ctx: AppContext,
     scope: IdempotencyScope | None,
@@ -272,7 +278,7 @@ async def settle_failure(
     error found late, say) is never stored: a claimed key is released instead."""
     if scope is None and record_failure is None:
         raise error
-    storable = error.code not in _NOT_OUTCOME_CODES
+    storable = is_storable(error)
 
     async def store_failure(conn: AsyncConnection) -> StoredResponse | None:
         if (

@@ -178,6 +178,9 @@ async def _undo_reservation(
         current = await repository.lock(conn, order.id)
         if current is not None:
             await release(conn, current, OrderStatus.FAILED, reason, effects)
+            if not idempotency.is_storable(error):
+                # The key is released for a retry: the failed order must not hold it either.
+                await repository.forget_idempotency_key(conn, order.id)
         effects.end()
 
     log.warning("order.gateway_failed", order_id=str(order.id), error=error.detail)

@@ -214,3 +214,9 @@ async def expired_reservations(conn: AsyncConnection, now: datetime, limit: int)
         .limit(limit)
     )
     return [row.id for row in rows]
+
+
+async def forget_idempotency_key(conn: AsyncConnection, order_id: uuid.UUID) -> None:
+    await conn.execute(
+        sa.update(orders).where(orders.c.id == order_id).values(idempotency_key=None)
+    )
