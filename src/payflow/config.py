@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     in_process_cache: bool = True
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
+    # Purchases of one product in flight at once per process; the others queue in the process
+    # instead of on the product's row lock (core/gate.py).
+    purchases_in_flight_per_product: int = Field(default=4, ge=1, le=1000)
 
     jwt_access_secret: str = DEV_ACCESS_SECRET
     jwt_refresh_secret: str = DEV_REFRESH_SECRET

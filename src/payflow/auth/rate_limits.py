@@ -42,22 +42,22 @@ def rate_limit(
     return params.Depends(check)
 
 
-def request_address(request: Request, ctx: ContextDep) -> str:
+async def request_address(request: Request, ctx: ContextDep) -> str:
     peer = request.client.host if request.client else None
     forwarded = request.headers.getlist("x-forwarded-for")
     return client_address(peer, forwarded, ctx.settings.trusted_proxies)
 
 
 # The parameter is named `body` like the routes' own, so FastAPI reads one body for both.
-def login_account(body: LoginRequest) -> str:
+async def login_account(body: LoginRequest) -> str:
     return normalise_email(body.email)
 
 
-def register_account(body: RegisterRequest) -> str:
+async def register_account(body: RegisterRequest) -> str:
     return normalise_email(body.email)
 
 
-def user_account(user: CurrentUser) -> str:
+async def user_account(user: CurrentUser) -> str:
     return str(user.id)
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from payflow.config import Settings
 from payflow.core.cache import Cache, create_cache
 from payflow.core.db import Database
+from payflow.core.gate import KeyedGate
 from payflow.core.metrics import Metrics
 from payflow.core.ratelimit import RateLimiter, create_rate_limiter
 from payflow.core.security import PasswordHasher, TokenService
@@ -27,6 +28,8 @@ class AppContext:
     gateway: StripeGateway
     # Set when this app serves the payments sandbox itself (no STRIPE_SECRET_KEY).
     sandbox: SandboxConfig | None
+    # At most this many purchases per product in flight per process (core/gate.py).
+    purchase_gate: KeyedGate
 
     @classmethod
     def create(cls, settings: Settings) -> AppContext:
@@ -43,6 +46,7 @@ class AppContext:
             tokens=TokenService(settings),
             gateway=gateway,
             sandbox=sandbox,
+            purchase_gate=KeyedGate(settings.purchases_in_flight_per_product),
         )
 
     async def close(self) -> None:

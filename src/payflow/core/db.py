@@ -85,6 +85,7 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.url = settings.async_database_url
         self.is_sqlite = settings.is_sqlite
+        self.is_postgres = not settings.is_sqlite
         self.engine = self._create_engine(settings)
 
     def _create_engine(self, settings: Settings) -> AsyncEngine:
@@ -115,6 +116,17 @@ class Database:
         """Run `work` in a write transaction, committed before this returns; re-run on conflicts."""
         return await self._run(work, write=True)
 
+    async def statement(self, work: Work[T]) -> T:
+        """Run `work`, which writes with exactly ONE statement, committed before this returns.
+
+        On PostgreSQL the statement runs on its own (autocommit): a single statement is atomic, so
+        BEGIN and COMMIT would only add two round trips. It is re-run on conflicts like any
+        transaction; a connection lost while it ran leaves its outcome unknown, so it is never
+        re-run (503). On SQLite it is an ordinary write transaction."""
+        if self.is_sqlite:
+            return await self.transaction(work)
+        return await self._run(work, write=True, autocommit=True)
+
     async def read(self, work: Work[T], *, snapshot: bool = False) -> T:
         """Run `work`, which only reads. Never takes SQLite's write lock. On PostgreSQL each
         statement runs on its own (autocommit: no BEGIN/COMMIT round trips) unless `snapshot`
@@ -127,7 +139,7 @@ class Database:
         while True:
             try:
                 if autocommit:
-                    return await self._autocommit(work)
+                    return await self._autocommit(work, write=write)
                 return await self._attempt(work, write=write)
             except _CommitOutcomeUnknown as unknown:
                 raise ServiceUnavailable("the database connection was lost") from unknown.__cause__
@@ -172,10 +184,16 @@ class Database:
                 raise _CommitOutcomeUnknown from exc
             return result
 
-    async def _autocommit(self, work: Work[T]) -> T:
+    async def _autocommit(self, work: Work[T], *, write: bool) -> T:
         async with self.engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            return await work(conn)
+            try:
+                return await work(conn)
+            except DBAPIError as exc:
+                # The write statement may have committed before the connection went away.
+                if write and is_disconnect(exc):
+                    raise _CommitOutcomeUnknown from exc
+                raise
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from payflow.core.context import AppContext
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
     return cast(AppContext, request.app.state.context)
 
 

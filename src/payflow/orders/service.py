@@ -9,6 +9,7 @@ A business failure rolls all of that back and leaves only a FAILED order recordi
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable
 
@@ -21,7 +22,7 @@ from payflow.core.errors import DomainError, Forbidden, NotFound
 from payflow.core.idempotency import IdempotencyScope, StoredResponse
 from payflow.core.money import Money
 from payflow.core.tables import utcnow
-from payflow.orders import repository
+from payflow.orders import purchase_statement, repository
 from payflow.orders.effects import Effects
 from payflow.orders.errors import OrderStateConflict
 from payflow.orders.models import OrderStatus, PaymentMethod
@@ -58,7 +59,24 @@ async def buy_with_wallet(
     key = scope.key if scope else None
     committed = Effects()
 
-    async def purchase(conn: AsyncConnection) -> StoredResponse:
+    async def one_statement(conn: AsyncConnection) -> StoredResponse:
+        committed.begin()
+        made = await purchase_statement.purchase(
+            conn,
+            order_id=order_id,
+            buyer_id=buyer.id,
+            product_id=product_id,
+            quantity=quantity,
+            idempotency_key=key,
+            now=utcnow(),
+        )
+        committed.products.append((product_id, made.product_version))
+        committed.wallets.extend(made.wallets)
+        committed.transitions.append((order_id, OrderStatus.COMPLETED, PaymentMethod.WALLET))
+        committed.end()
+        return render(made.order)
+
+    async def stepwise(conn: AsyncConnection) -> StoredResponse:
         committed.begin()
         now = utcnow()
         parties = await repository.purchase_parties(conn, product_id, buyer.id)
@@ -116,14 +134,27 @@ async def buy_with_wallet(
             ctx, conn, error, order_id, buyer.id, product_id, quantity, PaymentMethod.WALLET, scope
         )
 
-    response = await idempotency.run(
-        ctx,
-        scope,
-        purchase,
-        instance=instance,
-        request_id=request_id,
-        record_failure=record_failure,
-    )
+    async def run(effect: idempotency.Effect, *, single_statement: bool) -> StoredResponse:
+        if scope is None and single_statement:
+            return await ctx.db.statement(effect)  # no BEGIN/COMMIT: one round trip in all
+        return await idempotency.run(
+            ctx,
+            scope,
+            effect,
+            instance=instance,
+            request_id=request_id,
+            record_failure=record_failure,
+        )
+
+    response: StoredResponse | None = None
+    async with ctx.purchase_gate.admit(product_id):
+        if ctx.db.is_postgres:
+            # The common case in one statement. A refusal wrote nothing (and released the key it
+            # claimed): the step-by-step purchase then finds out why and records it.
+            with contextlib.suppress(purchase_statement.PurchaseRefused):
+                response = await run(one_statement, single_statement=True)
+        if response is None:
+            response = await run(stepwise, single_statement=False)
     if not response.replayed:  # a replay changed nothing; an earlier attempt's record is void
         await committed.apply(ctx)
     return response

@@ -22,7 +22,7 @@ from payflow.users.records import User
 _IF_MATCH = re.compile(r'^\s*(?:"(\d{1,18})"|(\d{1,18}))\s*$')
 
 
-def product_id_path(
+async def product_id_path(
     product_id: Annotated[str, Path(description="The product's id (a UUID)")],
 ) -> uuid.UUID:
     # Taken as text, not uuid.UUID: a malformed id names no product, so it is a 404 like any
@@ -64,7 +64,7 @@ async def get_owned_product(product_id: ProductId, user: MerchantUser, ctx: Cont
 OwnedProduct = Annotated[Product, Depends(get_owned_product)]
 
 
-def if_match_version(
+async def if_match_version(
     if_match: Annotated[
         str | None,
         Header(
