@@ -270,6 +270,14 @@ class Bench:
         self.extra["bcrypt"] = bcrypt_ceiling()
         log(f"bcrypt cost 12: {self.extra['bcrypt']}")
 
+        if self.args.profile_only or self.args.cpu_only:
+            if self.args.cpu_only:
+                self.cpu_costs(env)
+                for row in self.extra.get('cpu_per_request', []):
+                    log(f"cpu: {row}")
+            if self.args.profile_only:
+                self.profile(env)
+            return
         # The floor first, while no payflow server holds connections (max_connections is shared).
         L, S = self.long, self.short
         self.floor("multi", "uncontended", 64, L)
@@ -1058,6 +1066,16 @@ def main() -> None:
         "--profile", action="store_true", help="also py-spy both workers during purchases"
     )
     parser.add_argument(
+        "--profile-only",
+        action="store_true",
+        help="only seed and profile purchases (no figures, no results): a quick look while working",
+    )
+    parser.add_argument(
+        "--cpu-only",
+        action="store_true",
+        help="only seed and measure CPU per request, one client at a time (no results written)",
+    )
+    parser.add_argument(
         "--wait-quiet", type=float, default=0, help="wait up to N s for an idle machine"
     )
     parser.add_argument(
@@ -1088,6 +1106,8 @@ def main() -> None:
     )
     try:
         bench.postgres()
+        if args.profile_only or args.cpu_only:
+            return
         if not args.skip_sqlite:
             bench.sqlite()
     finally:

@@ -53,21 +53,31 @@ async def _sql(ctx: AppContext, statement: str, **params: Any) -> None:
     await ctx.db.transaction(run)
 
 
-async def _buy(
-    ctx: AppContext, buyer: Account, product_id: str, quantity: int = 1
-) -> purchase_statement.Purchase:
-    async def run(conn: AsyncConnection) -> purchase_statement.Purchase:
-        return await purchase_statement.purchase(
-            conn,
-            order_id=uuid.uuid4(),
-            buyer_id=uuid.UUID(buyer.id),
-            product_id=uuid.UUID(product_id),
-            quantity=quantity,
-            idempotency_key=None,
-            now=utcnow(),
-        )
+def _request(buyer: Account, product_id: str, quantity: int) -> purchase_statement.PurchaseRequest:
+    return purchase_statement.PurchaseRequest(
+        order_id=uuid.uuid4(),
+        buyer_id=uuid.UUID(buyer.id),
+        product_id=uuid.UUID(product_id),
+        quantity=quantity,
+        idempotency_key=None,
+        now=utcnow(),
+    )
 
-    return await ctx.db.statement(run)
+
+async def _buy(
+    ctx: AppContext, buyer: Account, product_id: str, quantity: int = 1, *, alone: bool = True
+) -> purchase_statement.Purchase:
+    """On its own straight on asyncpg (unkeyed requests), or inside a SQLAlchemy transaction
+    (keyed requests, beside the idempotency record)."""
+    request = _request(buyer, product_id, quantity)
+    if alone:
+        assert ctx.db.driver is not None
+        return await purchase_statement.purchase_alone(ctx.db.driver, request)
+
+    async def run(conn: AsyncConnection) -> purchase_statement.Purchase:
+        return await purchase_statement.purchase(conn, request)
+
+    return await ctx.db.transaction(run)
 
 
 async def _parties(client: httpx.AsyncClient) -> tuple[Account, Account, dict[str, Any]]:
@@ -79,13 +89,14 @@ async def _parties(client: httpx.AsyncClient) -> tuple[Account, Account, dict[st
 
 
 @postgres_only
+@pytest.mark.parametrize("alone", [True, False], ids=["alone", "in_transaction"])
 async def test_the_statement_makes_the_whole_purchase(
-    client: httpx.AsyncClient, app: FastAPI
+    client: httpx.AsyncClient, app: FastAPI, alone: bool
 ) -> None:
     ctx: AppContext = app.state.context
     merchant, buyer, product = await _parties(client)
 
-    made = await _buy(ctx, buyer, product["id"], quantity=2)
+    made = await _buy(ctx, buyer, product["id"], quantity=2, alone=alone)
 
     assert made.order.amount == 4000
     assert made.order.unit_price == 2000
@@ -210,8 +221,9 @@ async def _own_product(
         _own_product,
     ],
 )
+@pytest.mark.parametrize("alone", [True, False], ids=["alone", "in_transaction"])
 async def test_a_refused_statement_writes_nothing(
-    client: httpx.AsyncClient, app: FastAPI, setup: Setup
+    client: httpx.AsyncClient, app: FastAPI, setup: Setup, alone: bool
 ) -> None:
     ctx: AppContext = app.state.context
     merchant, buyer, product = await _parties(client)
@@ -219,7 +231,7 @@ async def test_a_refused_statement_writes_nothing(
     before = await _snapshot(ctx)
 
     with pytest.raises(purchase_statement.PurchaseRefused):
-        await _buy(ctx, who, product["id"], quantity)
+        await _buy(ctx, who, product["id"], quantity, alone=alone)
 
     assert await _snapshot(ctx) == before
 
@@ -235,16 +247,27 @@ async def test_an_unknown_product_is_refused(client: httpx.AsyncClient, app: Fas
 
 
 @postgres_only
-async def test_a_purchase_over_http_is_one_round_trip_besides_authentication(
-    client: httpx.AsyncClient, app: FastAPI
+async def test_a_purchase_over_http_is_two_statements_in_all(
+    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The user behind the token, then the purchase: both straight on the driver, no BEGIN,
+    no COMMIT, nothing through SQLAlchemy."""
     ctx: AppContext = app.state.context
     _, buyer, product = await _parties(client)
-    statements: list[str] = []
+    driver = ctx.db.driver
+    assert driver is not None
+    through_driver: list[str] = []
+    through_sqlalchemy: list[str] = []
+    fetch = driver.fetch
+
+    async def observed_fetch(sql: str, *args: Any, write: bool) -> list[Any]:
+        through_driver.append(" ".join(sql.split())[:40])
+        return await fetch(sql, *args, write=write)
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(" ".join(statement.split())[:40])
+        through_sqlalchemy.append(statement)
 
+    monkeypatch.setattr(driver, "fetch", observed_fetch)
     engine = ctx.db.engine.sync_engine
     event.listen(engine, "before_cursor_execute", record)
     try:
@@ -257,6 +280,7 @@ async def test_a_purchase_over_http_is_one_round_trip_besides_authentication(
         event.remove(engine, "before_cursor_execute", record)
 
     assert response.status_code == 201, response.text
-    assert len(statements) == 2, statements  # the user behind the token, then the purchase
-    assert statements[0].startswith("SELECT")
-    assert statements[1].startswith("WITH product AS ( UPDATE products")
+    assert through_sqlalchemy == []
+    assert len(through_driver) == 2, through_driver
+    assert through_driver[0].startswith("SELECT id, email")
+    assert through_driver[1].startswith("WITH product AS ( UPDATE products")

@@ -27,7 +27,7 @@ async def get_current_user(
     if credentials is None:
         raise Unauthorized("A bearer access token is required")
     claims = ctx.tokens.decode(credentials.credentials, TokenType.ACCESS)
-    user = await ctx.db.read(lambda conn: users_repo.get_live_by_id(conn, claims.user_id))
+    user = await users_repo.find_live(ctx.db, claims.user_id)
     if user is None:
         raise Unauthorized("The token is not valid")
     if not user.is_active:

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from payflow.config import Settings
+from payflow.core.driver import DriverPool
 from payflow.core.errors import ServiceUnavailable
 
 T = TypeVar("T")
@@ -87,6 +88,10 @@ class Database:
         self.is_sqlite = settings.is_sqlite
         self.is_postgres = not settings.is_sqlite
         self.engine = self._create_engine(settings)
+        # PostgreSQL: the hottest fixed statements skip SQLAlchemy (core/driver.py).
+        self.driver = (
+            DriverPool(self.url, settings.db_pool_size, "payflow") if self.is_postgres else None
+        )
 
     def _create_engine(self, settings: Settings) -> AsyncEngine:
         if not self.is_sqlite:
@@ -116,17 +121,6 @@ class Database:
         """Run `work` in a write transaction, committed before this returns; re-run on conflicts."""
         return await self._run(work, write=True)
 
-    async def statement(self, work: Work[T]) -> T:
-        """Run `work`, which writes with exactly ONE statement, committed before this returns.
-
-        On PostgreSQL the statement runs on its own (autocommit): a single statement is atomic, so
-        BEGIN and COMMIT would only add two round trips. It is re-run on conflicts like any
-        transaction; a connection lost while it ran leaves its outcome unknown, so it is never
-        re-run (503). On SQLite it is an ordinary write transaction."""
-        if self.is_sqlite:
-            return await self.transaction(work)
-        return await self._run(work, write=True, autocommit=True)
-
     async def read(self, work: Work[T], *, snapshot: bool = False) -> T:
         """Run `work`, which only reads. Never takes SQLite's write lock. On PostgreSQL each
         statement runs on its own (autocommit: no BEGIN/COMMIT round trips) unless `snapshot`
@@ -139,7 +133,7 @@ class Database:
         while True:
             try:
                 if autocommit:
-                    return await self._autocommit(work, write=write)
+                    return await self._autocommit(work)
                 return await self._attempt(work, write=write)
             except _CommitOutcomeUnknown as unknown:
                 raise ServiceUnavailable("the database connection was lost") from unknown.__cause__
@@ -184,22 +178,18 @@ class Database:
                 raise _CommitOutcomeUnknown from exc
             return result
 
-    async def _autocommit(self, work: Work[T], *, write: bool) -> T:
+    async def _autocommit(self, work: Work[T]) -> T:
         async with self.engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            try:
-                return await work(conn)
-            except DBAPIError as exc:
-                # The write statement may have committed before the connection went away.
-                if write and is_disconnect(exc):
-                    raise _CommitOutcomeUnknown from exc
-                raise
+            return await work(conn)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.exec_driver_sql("SELECT 1")
 
     async def dispose(self) -> None:
+        if self.driver is not None:
+            await self.driver.close()
         await self.engine.dispose()
 
 

@@ -19,18 +19,23 @@ keeps every rule of the step-by-step path, in the same statement:
   newest committed row version after taking the lock, so a balance or a stock level is never
   decided on a stale read.
 
-Every SQL statement text here is fixed, so asyncpg prepares it once per connection.
+The statement text is fixed, so asyncpg prepares it once per connection. An unkeyed purchase runs
+it on its own (`purchase_alone`, straight on asyncpg: core/driver.py); a keyed one inside the
+transaction that also claims and stores its idempotency record (`purchase`).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from payflow.core.driver import DriverPool
 from payflow.core.money import MAX_MINOR_UNITS
 from payflow.orders.models import OrderStatus, PaymentMethod
 from payflow.orders.records import Order
@@ -110,41 +115,74 @@ class Purchase:
     wallets: list[Wallet]
 
 
-def is_refusal(exc: DBAPIError) -> bool:
-    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return code == _INVALID_TEXT_REPRESENTATION and REFUSED_MARKER in str(exc.orig)
+def is_refusal(exc: BaseException) -> bool:
+    """Whether `exc` (from asyncpg, or from SQLAlchemy wrapping it) is the statement's refusal."""
+    for candidate in (exc, getattr(exc, "orig", None)):
+        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if code == _INVALID_TEXT_REPRESENTATION and REFUSED_MARKER in str(candidate):
+            return True
+    return False
 
 
-async def purchase(
-    conn: AsyncConnection,
-    *,
-    order_id: uuid.UUID,
-    buyer_id: uuid.UUID,
-    product_id: uuid.UUID,
-    quantity: int,
-    idempotency_key: str | None,
-    now: datetime,
-) -> Purchase:
-    """Make the whole purchase in one statement, or raise `PurchaseRefused` having written nothing."""
-    params = (product_id, buyer_id, quantity, now, order_id, uuid.uuid4(), uuid.uuid4())
+@dataclass(frozen=True, slots=True)
+class PurchaseRequest:
+    order_id: uuid.UUID
+    buyer_id: uuid.UUID
+    product_id: uuid.UUID
+    quantity: int
+    idempotency_key: str | None
+    now: datetime
+
+    def parameters(self) -> tuple[Any, ...]:
+        return (
+            self.product_id,
+            self.buyer_id,
+            self.quantity,
+            self.now,
+            self.order_id,
+            uuid.uuid4(),
+            uuid.uuid4(),
+            self.idempotency_key,
+        )
+
+
+async def purchase_alone(driver: DriverPool, request: PurchaseRequest) -> Purchase:
+    """The purchase as a unit of work of its own (autocommit: one round trip in all), or
+    `PurchaseRefused` having written nothing."""
     try:
-        result = await conn.exec_driver_sql(PURCHASE_SQL, (*params, idempotency_key))
+        rows = await driver.fetch(PURCHASE_SQL, *request.parameters(), write=True)
+    except Exception as exc:
+        if is_refusal(exc):
+            raise PurchaseRefused from None
+        raise
+    return _purchase(request, rows)
+
+
+async def purchase(conn: AsyncConnection, request: PurchaseRequest) -> Purchase:
+    """The purchase inside the caller's transaction (beside an idempotency record). A refusal
+    aborts that transaction: the caller must roll it back."""
+    try:
+        result = await conn.exec_driver_sql(PURCHASE_SQL, request.parameters())
         rows = result.mappings().all()
     except DBAPIError as exc:
         if is_refusal(exc):
             raise PurchaseRefused from None
         raise
+    return _purchase(request, rows)
+
+
+def _purchase(request: PurchaseRequest, rows: Sequence[Mapping[Any, Any]]) -> Purchase:
     if not rows:  # the stock UPDATE matched nothing, so nothing else was written either
         raise PurchaseRefused
-    first = rows[0]
+    first, now = rows[0], request.now
     order = Order(
-        id=order_id,
-        user_id=buyer_id,
-        product_id=product_id,
+        id=request.order_id,
+        user_id=request.buyer_id,
+        product_id=request.product_id,
         merchant_id=first["merchant_id"],
-        quantity=quantity,
+        quantity=request.quantity,
         unit_price=first["price"],
-        amount=first["price"] * quantity,
+        amount=first["price"] * request.quantity,
         currency=first["currency"],
         payment_method=PaymentMethod.WALLET,
         status=OrderStatus.COMPLETED,

@@ -59,10 +59,16 @@ async def buy_with_wallet(
     key = scope.key if scope else None
     committed = Effects()
 
-    async def one_statement(conn: AsyncConnection) -> StoredResponse:
+    def completed(made: purchase_statement.Purchase) -> StoredResponse:
+        committed.products.append((product_id, made.product_version))
+        committed.wallets.extend(made.wallets)
+        committed.transitions.append((order_id, OrderStatus.COMPLETED, PaymentMethod.WALLET))
+        committed.end()
+        return render(made.order)
+
+    def one_statement() -> purchase_statement.PurchaseRequest:
         committed.begin()
-        made = await purchase_statement.purchase(
-            conn,
+        return purchase_statement.PurchaseRequest(
             order_id=order_id,
             buyer_id=buyer.id,
             product_id=product_id,
@@ -70,11 +76,9 @@ async def buy_with_wallet(
             idempotency_key=key,
             now=utcnow(),
         )
-        committed.products.append((product_id, made.product_version))
-        committed.wallets.extend(made.wallets)
-        committed.transitions.append((order_id, OrderStatus.COMPLETED, PaymentMethod.WALLET))
-        committed.end()
-        return render(made.order)
+
+    async def one_statement_keyed(conn: AsyncConnection) -> StoredResponse:
+        return completed(await purchase_statement.purchase(conn, one_statement()))
 
     async def stepwise(conn: AsyncConnection) -> StoredResponse:
         committed.begin()
@@ -134,9 +138,7 @@ async def buy_with_wallet(
             ctx, conn, error, order_id, buyer.id, product_id, quantity, PaymentMethod.WALLET, scope
         )
 
-    async def run(effect: idempotency.Effect, *, single_statement: bool) -> StoredResponse:
-        if scope is None and single_statement:
-            return await ctx.db.statement(effect)  # no BEGIN/COMMIT: one round trip in all
+    async def run(effect: idempotency.Effect) -> StoredResponse:
         return await idempotency.run(
             ctx,
             scope,
@@ -148,13 +150,17 @@ async def buy_with_wallet(
 
     response: StoredResponse | None = None
     async with ctx.purchase_gate.admit(product_id):
-        if ctx.db.is_postgres:
-            # The common case in one statement. A refusal wrote nothing (and released the key it
-            # claimed): the step-by-step purchase then finds out why and records it.
+        if ctx.db.driver is not None:
+            # PostgreSQL: the common case in one statement. A refusal wrote nothing (and released
+            # the key it claimed): the step-by-step purchase then finds out why and records it.
             with contextlib.suppress(purchase_statement.PurchaseRefused):
-                response = await run(one_statement, single_statement=True)
+                if scope is None:
+                    made = await purchase_statement.purchase_alone(ctx.db.driver, one_statement())
+                    response = completed(made)
+                else:
+                    response = await run(one_statement_keyed)
         if response is None:
-            response = await run(stepwise, single_statement=False)
+            response = await run(stepwise)
     if not response.replayed:  # a replay changed nothing; an earlier attempt's record is void
         await committed.apply(ctx)
     return response

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from payflow.core.db import Database
 from payflow.core.tables import utcnow
 from payflow.users.models import Role, users
 from payflow.users.records import User
 
 
 def _to_user(row: Row[tuple[object, ...]]) -> User:
-    data = row._mapping
+    return _user_of(row._mapping)
+
+
+def _user_of(data: Mapping[Any, Any]) -> User:
     return User(
         id=data["id"],
         email=data["email"],
@@ -79,6 +85,21 @@ async def get_live_by_id(conn: AsyncConnection, user_id: uuid.UUID) -> User | No
     )
     row = result.first()
     return _to_user(row) if row else None
+
+
+# The same read as get_live_by_id, as fixed text for the driver (every authenticated request).
+_LIVE_BY_ID_SQL = (
+    "SELECT id, email, password_hash, role, first_name, last_name, is_active, last_login_at,"
+    " created_at, updated_at, deleted_at FROM users WHERE id = $1::uuid AND deleted_at IS NULL"
+)
+
+
+async def find_live(db: Database, user_id: uuid.UUID) -> User | None:
+    """The live user with this id, read on its own (no transaction)."""
+    if db.driver is None:
+        return await db.read(lambda conn: get_live_by_id(conn, user_id))
+    rows = await db.driver.fetch(_LIVE_BY_ID_SQL, user_id, write=False)
+    return _user_of(rows[0]) if rows else None
 
 
 async def record_login(conn: AsyncConnection, user_id: uuid.UUID, at: datetime) -> None:
