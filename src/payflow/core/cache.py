@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
@@ -19,12 +21,26 @@ from redis.exceptions import RedisError
 log = structlog.get_logger("payflow.cache")
 
 
+@dataclass(frozen=True, slots=True)
+class Versioned:
+    """A value to store unless the cache already holds the same or a newer version of it."""
+
+    key: str
+    version: int
+    value: bytes
+    ttl_seconds: int
+
+
 class Cache(Protocol):
     async def get(self, key: str) -> bytes | None: ...
     async def set(self, key: str, value: bytes, ttl_seconds: int) -> None: ...
     async def delete(self, *keys: str) -> None: ...
     async def set_if_newer(self, key: str, version: int, value: bytes, ttl_seconds: int) -> None:
         """Store `value` unless the cache already holds the same or a newer `version` of it."""
+        ...
+
+    async def update(self, versioned: Sequence[Versioned], deleted: Sequence[str] = ()) -> None:
+        """Several `set_if_newer`s and deletions at once (one round trip to Redis)."""
         ...
 
     async def get_versioned(self, key: str) -> tuple[int, bytes] | None: ...
@@ -65,6 +81,11 @@ class MemoryCache:
         if current is None or current[0] < version:
             await self.set(key, _versioned(version, value), ttl_seconds)
 
+    async def update(self, versioned: Sequence[Versioned], deleted: Sequence[str] = ()) -> None:
+        for item in versioned:
+            await self.set_if_newer(item.key, item.version, item.value, item.ttl_seconds)
+        await self.delete(*deleted)
+
     async def get_versioned(self, key: str) -> tuple[int, bytes] | None:
         return _split_versioned(await self.get(key))
 
@@ -82,7 +103,7 @@ class RedisCache:
         )
         self._prefix = prefix
         self._pending_invalidations: set[str] = set()
-        self._set_if_newer = self._redis.register_script(_SET_IF_NEWER)
+        self._update = self._redis.register_script(_UPDATE)
 
     def _key(self, key: str) -> str:
         return self._prefix + key
@@ -127,16 +148,24 @@ class RedisCache:
             self._pending_invalidations.update(full)
 
     async def set_if_newer(self, key: str, version: int, value: bytes, ttl_seconds: int) -> None:
-        if not await self._replay_invalidations():
+        await self.update([Versioned(key, version, value, ttl_seconds)])
+
+    async def update(self, versioned: Sequence[Versioned], deleted: Sequence[str] = ()) -> None:
+        keys = [self._key(item.key) for item in versioned] + [self._key(key) for key in deleted]
+        if not keys:
             return
+        if not await self._replay_invalidations():
+            self._pending_invalidations.update(keys)
+            return
+        args: list[int | bytes] = [len(versioned)]
+        for item in versioned:
+            args += [item.version, _versioned(item.version, item.value), item.ttl_seconds]
         try:
-            await self._set_if_newer(
-                keys=[self._key(key)], args=[version, _versioned(version, value), ttl_seconds]
-            )
+            await self._update(keys=keys, args=args)
         except (RedisError, OSError) as exc:
-            log.warning("cache.unavailable", operation="set_if_newer", error=type(exc).__name__)
-            # The value may or may not have been written: make sure it cannot be served stale.
-            self._pending_invalidations.add(self._key(key))
+            log.warning("cache.unavailable", operation="update", error=type(exc).__name__)
+            # Some may have been written, some not: make sure none can be served stale.
+            self._pending_invalidations.update(keys)
 
     async def get_versioned(self, key: str) -> tuple[int, bytes] | None:
         return _split_versioned(await self.get(key))
@@ -153,13 +182,21 @@ class RedisCache:
 
 # Versioned values are "<version>|<payload>"; a writer never replaces a newer version with an older
 # one, so a slow reader that loaded an old row cannot overwrite what a later write cached.
-_SET_IF_NEWER = """
-local current = redis.call('GET', KEYS[1])
-if current then
-  local version = tonumber(string.match(current, '^(%d+)|'))
-  if version and version >= tonumber(ARGV[1]) then return 0 end
+# KEYS: the ARGV[1] versioned keys, then the keys to delete; ARGV: their count, then version,
+# value and TTL for each versioned key. One script, so one round trip for a whole commit's worth.
+_UPDATE = """
+local count = tonumber(ARGV[1])
+for i = 1, count do
+  local version = tonumber(ARGV[3 * i - 1])
+  local current = redis.call('GET', KEYS[i])
+  local held = current and tonumber(string.match(current, '^(%d+)|'))
+  if not held or held < version then
+    redis.call('SET', KEYS[i], ARGV[3 * i], 'EX', ARGV[3 * i + 1])
+  end
 end
-redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+for i = count + 1, #KEYS do
+  redis.call('DEL', KEYS[i])
+end
 return 1
 """
 
@@ -190,6 +227,9 @@ class NullCache:
         return None
 
     async def set_if_newer(self, key: str, version: int, value: bytes, ttl_seconds: int) -> None:
+        return None
+
+    async def update(self, versioned: Sequence[Versioned], deleted: Sequence[str] = ()) -> None:
         return None
 
     async def get_versioned(self, key: str) -> tuple[int, bytes] | None:

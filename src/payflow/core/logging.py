@@ -71,9 +71,20 @@ def _rename_request_id(_logger: WrappedLogger, _method: str, event_dict: EventDi
     return event_dict
 
 
+class _RenderOnce(structlog.stdlib.ProcessorFormatter):
+    """Both handlers (console and file) write the same line: redact and render each record once."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = record.__dict__.get("_payflow_line")
+        if not isinstance(line, str):
+            line = super().format(record)
+            record.__dict__["_payflow_line"] = line
+        return line
+
+
 def configure_logging(settings: Settings) -> None:
     """Configure structlog and the `payflow` stdlib logger; safe to call more than once."""
-    formatter = structlog.stdlib.ProcessorFormatter(
+    formatter = _RenderOnce(
         foreign_pre_chain=_shared_processors(),
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,

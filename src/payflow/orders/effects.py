@@ -45,8 +45,8 @@ class Effects:
         if not self.ended:
             return
         self.ended = False
-        await wallets_service.remember(ctx, self.wallets)
-        await product_cache.invalidate(ctx, self.products)
+        tombstones, deleted = product_cache.invalidation(self.products)
+        await ctx.cache.update([*wallets_service.cache_entries(self.wallets), *tombstones], deleted)
         for order_id, status, method in self.transitions:
             ctx.metrics.orders.labels(status.value, method.value).inc()
             log.info(

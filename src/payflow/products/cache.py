@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
+from payflow.core.cache import Versioned
 from payflow.core.context import AppContext
 
 PRODUCT_TTL_SECONDS = 60
@@ -71,13 +72,19 @@ async def put_page(ctx: AppContext, generation: str, query: str, payload: bytes)
     await ctx.cache.set(page_key(generation, query), payload, PRODUCT_TTL_SECONDS)
 
 
-async def invalidate(ctx: AppContext, changed: Iterable[tuple[uuid.UUID, int]]) -> None:
-    """After a commit that changed products: (product id, its new version) for each."""
-    changed = list(changed)
-    if not changed:
-        return
-    for product_id, version in changed:
-        await ctx.cache.set_if_newer(
+def invalidation(changed: Iterable[tuple[uuid.UUID, int]]) -> tuple[list[Versioned], list[str]]:
+    """The tombstones to write and the keys to delete after a commit that changed products:
+    (product id, its new version) for each."""
+    tombstones = [
+        Versioned(
             product_key(product_id), _tombstone_slot(version), _TOMBSTONE, PRODUCT_TTL_SECONDS
         )
-    await ctx.cache.delete(_GENERATION_KEY)
+        for product_id, version in changed
+    ]
+    return tombstones, [_GENERATION_KEY] if tombstones else []
+
+
+async def invalidate(ctx: AppContext, changed: Iterable[tuple[uuid.UUID, int]]) -> None:
+    """After a commit that changed products: (product id, its new version) for each."""
+    tombstones, deleted = invalidation(changed)
+    await ctx.cache.update(tombstones, deleted)

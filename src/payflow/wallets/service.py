@@ -16,6 +16,7 @@ import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from payflow.core.cache import Versioned
 from payflow.core.context import AppContext
 from payflow.core.errors import NotFound
 from payflow.core.money import Money
@@ -59,12 +60,19 @@ def _decode(raw: bytes) -> Wallet:
     )
 
 
-async def remember(ctx: AppContext, committed: Iterable[Wallet]) -> None:
-    """Cache wallet states that were just committed (call only after the commit)."""
-    for wallet in committed:
-        await ctx.cache.set_if_newer(
+def cache_entries(committed: Iterable[Wallet]) -> list[Versioned]:
+    """What to cache of wallet states that were just committed."""
+    return [
+        Versioned(
             _cache_key(wallet.user_id), wallet.version, _encode(wallet), WALLET_CACHE_TTL_SECONDS
         )
+        for wallet in committed
+    ]
+
+
+async def remember(ctx: AppContext, committed: Iterable[Wallet]) -> None:
+    """Cache wallet states that were just committed (call only after the commit)."""
+    await ctx.cache.update(cache_entries(committed))
 
 
 async def get_wallet(ctx: AppContext, user_id: uuid.UUID) -> Wallet:
