@@ -510,7 +510,7 @@ class Bench:
                 ).stdout.split()
             ]
             self.wrk(
-                server, "warm", "", "purchase.lua", 64, self.warm, backend="postgres", record=False
+                server, "warm", "", self.args.profile_script, 64, self.warm, backend="postgres", record=False
             )
             outputs = [self.work / f"profile-{pid}.txt" for pid in workers]
             spies = [
@@ -539,7 +539,7 @@ class Bench:
                 server,
                 "profile",
                 "",
-                "purchase.lua",
+                self.args.profile_script,
                 64,
                 self.short,
                 backend="postgres",
@@ -1069,6 +1069,11 @@ def main() -> None:
         "--profile-only",
         action="store_true",
         help="only seed and profile purchases (no figures, no results): a quick look while working",
+    )
+    parser.add_argument(
+        "--profile-script",
+        default="purchase.lua",
+        help="the wrk script (bench/wrk/) driving the load while profiling",
     )
     parser.add_argument(
         "--cpu-only",

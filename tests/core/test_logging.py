@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from payflow.config import Settings
-from payflow.core.logging import LOG_FILE_NAME, REDACTED, _scrub
+from payflow.core.logging import ACCESS_LOGGER, LOG_FILE_NAME, REDACTED, _scrub, redact
 from tests.support import register
 
 
@@ -66,6 +66,24 @@ def test_redaction_by_key_and_by_shape() -> None:
     assert "sk_test_123abc" not in scrubbed["note"]
     assert scrubbed["refreshToken"] == REDACTED
     assert scrubbed["nested"][0]["card_number"] == REDACTED
+
+
+def test_the_access_line_skips_the_scrub_only_while_it_has_its_known_fields() -> None:
+    access = {
+        "event": "http.request",
+        "logger": ACCESS_LOGGER,
+        "method": "GET",
+        "route": "/api/v1/products/{product_id}",
+        "status": 200,
+        "latency_ms": 0.4,
+        "user_id": None,
+        "request_id": "abc",
+    }
+    assert redact(None, "info", dict(access)) == access
+    leaking = {**access, "note": "Bearer eyJhbGciOi.eyJzdWIi.sig"}
+    assert "eyJ" not in redact(None, "info", leaking)["note"]
+    other = {**access, "logger": "payflow.orders", "route": "Bearer eyJhbGciOi.eyJzdWIi.sig"}
+    assert "eyJ" not in redact(None, "info", other)["route"]
 
 
 async def test_log_file_rotates_daily_and_keeps_14_days(

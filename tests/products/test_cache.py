@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 
 import httpx
+import orjson
 import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -74,7 +75,9 @@ async def test_a_product_is_cached_again_after_a_change(
     await read(client, product["id"])
     cached = await cache.get_product(ctx, uuid.UUID(product["id"]))
     assert cached is not None
-    assert b'"renamed"' in cached
+    version, body = cached
+    assert b'"renamed"' in body
+    assert version == product["version"] + 1 == orjson.loads(body)["version"]
 
 
 async def test_a_slow_reader_cannot_cache_a_version_older_than_a_change(

@@ -15,6 +15,7 @@ from logging.handlers import TimedRotatingFileHandler
 from pathlib import Path
 from typing import Any
 
+import orjson
 import structlog
 from structlog.types import EventDict, WrappedLogger
 
@@ -48,9 +49,35 @@ def _scrub(value: Any) -> Any:
     return value
 
 
+# The access line (core/middleware.py) carries only these fields, none of which can hold anything
+# a caller sent except the request id, which the middleware accepts only as [A-Za-z0-9._:-]. It is
+# written for every request, so it skips the scrub; any other field added to it brings it back.
+ACCESS_LOGGER = "payflow.access"
+_ACCESS_FIELDS = frozenset(
+    {
+        "event",
+        "method",
+        "route",
+        "status",
+        "latency_ms",
+        "user_id",
+        "request_id",
+        "level",
+        "logger",
+        "timestamp",
+    }
+)
+
+
 def redact(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    if event_dict.get("logger") == ACCESS_LOGGER and event_dict.keys() <= _ACCESS_FIELDS:
+        return event_dict
     scrubbed: EventDict = _scrub(event_dict)
     return scrubbed
+
+
+def _render_json(event: Any, **_kwargs: Any) -> str:
+    return orjson.dumps(event, default=str).decode()
 
 
 def _shared_processors() -> list[Any]:
@@ -90,7 +117,7 @@ def configure_logging(settings: Settings) -> None:
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             redact,
             _rename_request_id,
-            structlog.processors.JSONRenderer(),
+            structlog.processors.JSONRenderer(serializer=_render_json),
         ],
     )
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]

@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from payflow.core.logging import ACCESS_LOGGER
 from payflow.core.metrics import Metrics
 from payflow.core.problems import problem_response
 
@@ -48,7 +49,7 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = tuple(
     )
 )
 
-access_log = structlog.get_logger("payflow.access")
+access_log = structlog.get_logger(ACCESS_LOGGER)
 error_log = structlog.get_logger("payflow.http")
 
 

@@ -36,12 +36,13 @@ def _value_slot(version: int) -> int:
     return 2 * version + 1
 
 
-async def get_product(ctx: AppContext, product_id: uuid.UUID) -> bytes | None:
-    """The cached JSON of a product, or None (a miss, or a tombstone)."""
+async def get_product(ctx: AppContext, product_id: uuid.UUID) -> tuple[int, bytes] | None:
+    """The cached version and JSON of a product, or None (a miss, or a tombstone)."""
     cached = await ctx.cache.get_versioned(product_key(product_id))
     if cached is None or cached[1] == _TOMBSTONE:
         return None
-    return cached[1]
+    slot, payload = cached
+    return (slot - 1) // 2, payload  # the value slot of version v is 2v + 1
 
 
 async def put_product(ctx: AppContext, product_id: uuid.UUID, version: int, payload: bytes) -> None:

@@ -17,7 +17,6 @@ from datetime import UTC
 from typing import Any
 from urllib.parse import urlencode
 
-import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -185,8 +184,7 @@ async def product_body(
     """
     cached = await cache.get_product(ctx, product_id)
     if cached is not None:
-        version: int = orjson.loads(cached)["version"]
-        return version, cached
+        return cached
     product = await get_live_product(ctx, product_id)
     if product is None or not visible_to(product, viewer_id):
         raise _not_found()
