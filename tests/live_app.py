@@ -14,6 +14,7 @@ from contextlib import contextmanager
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
 
 from payflow.app import create_app
 from payflow.config import Settings
@@ -29,6 +30,13 @@ def free_port() -> int:
 @contextmanager
 def serve_in_thread(settings: Settings, port: int) -> Iterator[str]:
     """Serve create_app(settings) on 127.0.0.1:port until the block ends; yields the base URL."""
+    with serve_app_in_thread(settings, port) as (base, _app):
+        yield base
+
+
+@contextmanager
+def serve_app_in_thread(settings: Settings, port: int) -> Iterator[tuple[str, FastAPI]]:
+    """serve_in_thread, handing back the app too (its context: secrets, the running sandbox)."""
     app = create_app(settings)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
@@ -47,7 +55,7 @@ def serve_in_thread(settings: Settings, port: int) -> Iterator[str]:
             raise RuntimeError("payflow did not start in its thread")
         time.sleep(0.05)
     try:
-        yield base
+        yield base, app
     finally:
         server.should_exit = True
         thread.join(timeout=20)

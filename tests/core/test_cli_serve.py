@@ -8,6 +8,7 @@ are unfit to run refuse to start with exit code 2 and say why, without echoing a
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import sqlite3
@@ -169,7 +170,8 @@ def test_serve_migrates_and_answers_over_http(serve_target: ServeTarget) -> None
 
     # JSON lines in LOG_DIR, and no credential in them.
     log_text = (serve_target.log_dir / "payflow.log").read_text(encoding="utf-8")
-    assert '"route": "/api/v1/auth/login"' in log_text
+    lines = [json.loads(line) for line in log_text.splitlines()]
+    assert any(line.get("route") == "/api/v1/auth/login" for line in lines)
     assert DEFAULT_PASSWORD not in log_text
     assert access_token not in log_text
 

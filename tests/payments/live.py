@@ -20,11 +20,9 @@ import asyncio
 import hashlib
 import hmac
 import json
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
@@ -32,12 +30,10 @@ from typing import Any, cast
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.routing import Mount
 
-from payflow.app import create_app
 from payflow.audit.service import run_audit
 from payflow.config import Settings
 from payflow.core.context import AppContext
@@ -49,43 +45,12 @@ from payflow.products.models import products
 from payflow.sandbox.objects import Refund
 from payflow.sandbox.runtime import Sandbox
 from payflow.wallets.models import wallet_transactions, wallets
-from tests.live_app import free_port
+from tests.live_app import free_port, serve_app_in_thread
 from tests.support import Account, create_product, ledger, register
 
 SWEEPER_INTERVAL = 0.5
 WAIT_SECONDS = 10.0
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "REFUNDED"})
-
-
-@contextmanager
-def serve(settings: Settings, port: int) -> Iterator[tuple[str, FastAPI]]:
-    """create_app(settings) on 127.0.0.1:port until the block ends; yields its URL and the app.
-
-    tests.live_app.serve_in_thread, but handing back the app: the tests need the deployment's
-    webhook secret (app.state.context) and the running sandbox (to see the refunds it made).
-    """
-    app = create_app(settings)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"payflow-{port}", daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(base + "/health/live", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or not thread.is_alive():
-            server.should_exit = True
-            raise RuntimeError("payflow did not start in its thread")
-        time.sleep(0.05)
-    try:
-        yield base, app
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
 
 
 def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
@@ -362,7 +327,7 @@ async def live_fixture(settings: Settings) -> AsyncIterator[Live]:
     """payflow on a free port of 127.0.0.1, with its sandbox, on this test's database."""
     port = free_port()
     configured = live_settings(settings, port)
-    with serve(configured, port) as (base, app):
+    with serve_app_in_thread(configured, port) as (base, app):
         async with (
             httpx.AsyncClient(base_url=f"{base}/api/v1", timeout=30) as api,
             httpx.AsyncClient(base_url=f"{base}/sandbox/_sandbox", timeout=30) as control,

@@ -39,7 +39,16 @@ def _is_conflict(exc: BaseException) -> bool:
 def _is_disconnect(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.PostgresError):
         return exc.sqlstate[:2] in {"08", "57"}  # connection exception, operator intervention
-    return isinstance(exc, TimeoutError | OSError | asyncpg.InterfaceError)
+    return isinstance(
+        exc, TimeoutError | OSError | asyncpg.InterfaceError | asyncpg.InternalClientError
+    )
+
+
+def _refused_before_sending(exc: BaseException) -> bool:
+    """The pool handed out a connection whose client had lost track of it (seen under
+    pg_terminate_backend): asyncpg refuses to start the statement before sending a byte, so even
+    a write is safe to try again on another connection. Only that message says "before sending"."""
+    return isinstance(exc, asyncpg.InternalClientError) and "cannot switch to state" in str(exc)
 
 
 async def _no_session_state(_conn: asyncpg.Connection) -> None:
@@ -81,35 +90,56 @@ class DriverPool:
             try:
                 pool = await self._get_pool()
                 connection = await pool.acquire()
-            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 # Nothing was sent: safe to try again, then give up as unavailable.
                 if connects < MAX_CONNECT_ATTEMPTS:
                     connects += 1
                     await asyncio.sleep(0.05 * connects)
                     continue
                 raise ServiceUnavailable("the database is unreachable") from exc
+            failure: Exception
+            sound = False  # whether the connection can go back to the pool as it is
             try:
                 rows: list[asyncpg.Record] = await connection.fetch(sql, *args)
+                sound = True
                 return rows
-            except Exception as exc:
-                if _is_conflict(exc) and conflicts < MAX_CONFLICT_ATTEMPTS:
-                    conflicts += 1
-                    await asyncio.sleep(random.uniform(0, 0.002 * 2 ** min(conflicts, 6)))  # noqa: S311
-                    continue
-                if _is_disconnect(exc):
-                    if not write and connects < MAX_CONNECT_ATTEMPTS:
-                        connects += 1
-                        continue
-                    log.warning("db.unavailable", error=type(exc).__name__, write=write)
-                    raise ServiceUnavailable("the database connection was lost") from exc
-                if _is_conflict(exc):
-                    raise ServiceUnavailable("the database is busy") from exc
-                raise
+            except asyncpg.PostgresError as exc:
+                # The server answered with an error: the connection is fine unless it was about
+                # the connection itself (the backend terminated, say).
+                sound = not _is_disconnect(exc)
+                failure = exc
+            except (
+                asyncpg.InterfaceError,
+                asyncpg.InternalClientError,
+                OSError,
+                TimeoutError,
+            ) as exc:
+                failure = exc
             finally:
-                # A connection that cannot be released cleanly is terminated by the pool; the
-                # statement's own outcome (above) is what the caller must hear about.
+                # A connection whose statement did not finish cleanly (lost, cancelled, confused)
+                # is closed, never handed to the next caller in an unknown protocol state.
+                # (A lost connection may already have been taken back by the pool: both steps
+                # are then no-ops that raise, and what matters is the statement's own failure.)
                 with contextlib.suppress(Exception):
+                    if not sound:
+                        connection.terminate()
                     await pool.release(connection)
+            if _refused_before_sending(failure) and connects < MAX_CONNECT_ATTEMPTS:
+                connects += 1
+                continue
+            if _is_conflict(failure) and conflicts < MAX_CONFLICT_ATTEMPTS:
+                conflicts += 1
+                await asyncio.sleep(random.uniform(0, 0.002 * 2 ** min(conflicts, 6)))  # noqa: S311
+                continue
+            if _is_disconnect(failure):
+                if not write and connects < MAX_CONNECT_ATTEMPTS:
+                    connects += 1
+                    continue
+                log.warning("db.unavailable", error=type(failure).__name__, write=write)
+                raise ServiceUnavailable("the database connection was lost") from failure
+            if _is_conflict(failure):
+                raise ServiceUnavailable("the database is busy") from failure
+            raise failure
 
     async def close(self) -> None:
         if self._pool is not None:
