@@ -52,21 +52,28 @@ class Received:
 
 
 class WebhookRecorder:
-    """The webhook endpoint: records each delivery; answers 500 `fail_next` times, then 200."""
+    """The webhook endpoint: records each delivery; answers 500 to the next deliveries about an
+    object given to `fail()` (other tests' late deliveries cannot use them up), then 200."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._received: list[Received] = []
-        self.fail_next = 0
+        self._failures: dict[str, int] = {}
         self.delay = 0.0
+
+    def fail(self, object_id: str, times: int) -> None:
+        with self._lock:
+            self._failures[object_id] = times
 
     async def endpoint(self, request: Request) -> Response:
         body = await request.body()
+        received = Received(dict(request.headers), body, time.time())
         with self._lock:
-            self._received.append(Received(dict(request.headers), body, time.time()))
-            failing = self.fail_next > 0
+            self._received.append(received)
+            left = self._failures.get(received.object_id, 0)
+            failing = left > 0
             if failing:
-                self.fail_next -= 1
+                self._failures[received.object_id] = left - 1
         if self.delay:
             await asyncio.sleep(self.delay)
         return Response(status_code=500 if failing else 200)
@@ -80,7 +87,7 @@ class WebhookRecorder:
 
     def reset(self) -> None:
         with self._lock:
-            self.fail_next = 0
+            self._failures.clear()
             self.delay = 0.0
 
 

@@ -107,8 +107,8 @@ async def test_delivery_never_blocks_the_request_that_caused_it(
 async def test_a_failed_delivery_is_retried_until_it_succeeds(
     gateway: StripeGateway, browser: httpx.AsyncClient, sandbox: SandboxServer
 ) -> None:
-    sandbox.recorder.fail_next = 2
     session = await new_session(gateway)
+    sandbox.recorder.fail(session.id, 2)
     await browser.post(f"/checkout/{session.id}/pay")
 
     attempts = await events_for(sandbox.recorder, session.id, 3)
