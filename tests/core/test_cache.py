@@ -9,7 +9,7 @@ import pytest
 
 from payflow.app import create_app
 from payflow.config import Settings
-from payflow.core.cache import Cache, MemoryCache, RedisCache
+from payflow.core.cache import Cache, MemoryCache, RedisCache, Versioned
 from tests.redis_server import PrivateRedis, private_redis
 from tests.support import register
 
@@ -37,6 +37,28 @@ async def test_an_older_version_never_replaces_a_newer_one(cache: Cache) -> None
     assert await cache.get_versioned("k") == (6, b"six")
     await cache.delete("k")
     assert await cache.get_versioned("k") is None
+    await cache.close()
+
+
+async def test_one_update_applies_every_versioned_write_and_deletion(cache: Cache) -> None:
+    await cache.set_if_newer("a", 5, b"a5", 60)
+    await cache.set_if_newer("b", 1, b"b1", 60)
+    await cache.set("gen", b"g", 60)
+
+    await cache.update(
+        [
+            Versioned("a", 4, b"a4", 60),  # older than what is held: refused
+            Versioned("b", 2, b"b2", 60),  # newer: written
+            Versioned("c", 1, b"c1", 60),  # absent: written
+        ],
+        ["gen", "never-there"],
+    )
+
+    assert await cache.get_versioned("a") == (5, b"a5")
+    assert await cache.get_versioned("b") == (2, b"b2")
+    assert await cache.get_versioned("c") == (1, b"c1")
+    assert await cache.get("gen") is None
+    await cache.update([])  # nothing to do is not an error
     await cache.close()
 
 
