@@ -56,10 +56,19 @@ async def _no_session_state(_conn: asyncpg.Connection) -> None:
     transaction first, and there never is one)."""
 
 
+def driver_dsn(sqlalchemy_url: str) -> str:
+    """The libpq-style DSN asyncpg takes, from the URL SQLAlchemy's asyncpg dialect takes (which
+    spells TLS `ssl=`, where a DSN says `sslmode=`)."""
+    url = make_url(sqlalchemy_url).set(drivername="postgresql")
+    ssl = url.query.get("ssl")
+    if ssl is not None and "sslmode" not in url.query:
+        url = url.difference_update_query(["ssl"]).update_query_dict({"sslmode": ssl})
+    return url.render_as_string(hide_password=False)
+
+
 class DriverPool:
     def __init__(self, sqlalchemy_url: str, size: int, application_name: str) -> None:
-        url = make_url(sqlalchemy_url).set(drivername="postgresql")
-        self._dsn = url.render_as_string(hide_password=False)
+        self._dsn = driver_dsn(sqlalchemy_url)
         self._size = size
         self._application_name = application_name
         self._pool: asyncpg.Pool | None = None
