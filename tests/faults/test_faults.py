@@ -127,7 +127,16 @@ async def _replay_all(base_url: str, sent: Sent) -> None:
             token, path, body = sent.requests[key]
             headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": key}
             async with semaphore:
-                response = await api.post(path, json=body, headers=headers)
+                # A keep-alive connection the server closed while it sat idle in the client's
+                # pool (uvicorn closes them after 5 s) fails on reuse: the client just sends the
+                # request again with the same key, which is what the key is for.
+                for attempt in range(3):
+                    try:
+                        response = await api.post(path, json=body, headers=headers)
+                        break
+                    except httpx.TransportError:
+                        if attempt == 2:
+                            raise
             assert response.status_code == 201, (key, response.status_code, response.text)
             if key in sent.acknowledged:
                 assert response.content == sent.acknowledged[key][1], key
