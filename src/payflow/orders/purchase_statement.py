@@ -1,6 +1,6 @@
 """The wallet purchase as one PostgreSQL statement: the fast path of `service.buy_with_wallet`.
 
-One round trip does what the step-by-step purchase does in seven: take the stock, lock both
+One round trip does what the step-by-step purchase does in nine (BEGIN and COMMIT included): take the stock, lock both
 wallets, debit the buyer, credit the merchant, write both ledger rows and the COMPLETED order. It
 keeps every rule of the step-by-step path, in the same statement:
 
@@ -8,8 +8,9 @@ keeps every rule of the step-by-step path, in the same statement:
   units; the wallet UPDATE only matches unlocked wallets in the product's currency whose new
   balance stays within 0 … MAX_MINOR_UNITS. The final SELECT checks that the order and both ledger
   rows were written; if anything was refused it raises (a text→int cast of a marker; it names a
-  column so that the planner cannot evaluate it in advance), so the statement writes nothing. The caller then runs the step-by-step path, which finds out
-  *why* (OUT_OF_STOCK, INSUFFICIENT_FUNDS, …) and records the FAILED order exactly as it always has.
+  column so that the planner cannot evaluate it in advance), so the statement writes nothing.
+  The caller then runs the step-by-step path, which finds out *why* (OUT_OF_STOCK,
+  INSUFFICIENT_FUNDS, …) and records the FAILED order exactly as it always has.
 - **Lock order.** The product row is locked first (the stock UPDATE; every later part reads its
   result), then both wallets in ascending id order (`SELECT … ORDER BY id FOR UPDATE`: rows are
   locked as the sorted rows come out), and only then are they updated (the UPDATE joins the locked
