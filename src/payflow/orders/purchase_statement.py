@@ -1,8 +1,8 @@
 """The wallet purchase as one PostgreSQL statement: the fast path of `service.buy_with_wallet`.
 
-One round trip does what the step-by-step purchase does in nine (BEGIN and COMMIT included): take the stock, lock both
-wallets, debit the buyer, credit the merchant, write both ledger rows and the COMPLETED order. It
-keeps every rule of the step-by-step path, in the same statement:
+One round trip does what the step-by-step purchase does in nine (BEGIN and COMMIT included): take
+the stock, lock both wallets, debit the buyer, credit the merchant, write both ledger rows and the
+COMPLETED order. It keeps every rule of the step-by-step path, in the same statement:
 
 - **Conditions.** The stock UPDATE only matches a live product of another merchant with enough
   units; the wallet UPDATE only matches unlocked wallets in the product's currency whose new
