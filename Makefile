@@ -22,8 +22,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest --cov=payflow --cov-branch --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
 clean:

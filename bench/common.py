@@ -213,8 +213,12 @@ class CpuMeter:
         procs = _processes()
         total, idle = _machine()
         server = 0
+        workers: dict[int, int] = {}
         if self.server_pid is not None:
             server = sum(procs[p][2] + procs[p][3] for p in _descendants(procs, self.server_pid))
+            workers = {
+                p: procs[p][2] for p in _descendants(procs, self.server_pid) if p != self.server_pid
+            }
         postgres = 0
         for ppid, comm, own, reaped in procs.values():
             if comm == "postgres":
@@ -225,6 +229,7 @@ class CpuMeter:
             "total": total,
             "idle": idle,
             "server": server,
+            "workers": workers,
             "postgres": postgres,
             "loadgen": children.ru_utime + children.ru_stime,
             "load": os.getloadavg()[0],
@@ -244,8 +249,14 @@ class CpuMeter:
         server = pct(end["server"] - start["server"])
         postgres = pct(end["postgres"] - start["postgres"])
         loadgen = round(100 * (end["loadgen"] - start["loadgen"]) / elapsed, 1)
+        # Each worker's share, busiest first: shows whether the load is spread over the workers.
+        shares = sorted(
+            (pct(ticks - start["workers"].get(pid, 0)) for pid, ticks in end["workers"].items()),
+            reverse=True,
+        )
         return {
             "seconds": round(elapsed, 1),
+            "worker_pcts": shares,
             "machine_busy_pct": machine,
             "server_pct": server,
             "postgres_pct": postgres,

@@ -270,10 +270,13 @@ class Bench:
         self.extra["bcrypt"] = bcrypt_ceiling()
         log(f"bcrypt cost 12: {self.extra['bcrypt']}")
 
+        if self.args.quick_only:
+            self.quick(env)
+            return
         if self.args.profile_only or self.args.cpu_only:
             if self.args.cpu_only:
                 self.cpu_costs(env)
-                for row in self.extra.get('cpu_per_request', []):
+                for row in self.extra.get("cpu_per_request", []):
                     log(f"cpu: {row}")
             if self.args.profile_only:
                 self.profile(env)
@@ -336,6 +339,36 @@ class Bench:
             log(
                 f"payflow audit after the PostgreSQL runs: {self.extra['audit_postgres']['summary']}"
             )
+
+    def quick(self, env: dict[str, str]) -> None:
+        """The floor and three scenarios at short durations, with each worker's CPU share: a
+        quick A/B while working (nothing recorded)."""
+        self.floor("multi", "uncontended", 64, self.short)
+        server = Server(env, 2, self.work / "server-quick.log")
+        server.start()
+        try:
+            for scenario, script, extra in (
+                ("s1", "purchase.lua", {}),
+                ("s2-c64", "purchase.lua", {"BENCH_PRODUCTS": "hot.txt"}),
+                ("s3-get", "product_get.lua", {}),
+            ):
+                self.wrk(
+                    server,
+                    "warm",
+                    "",
+                    script,
+                    64,
+                    self.warm,
+                    extra,
+                    backend="postgres",
+                    record=False,
+                )
+                self.wrk(
+                    server, scenario, scenario, script, 64, self.short, extra, backend="postgres"
+                )
+                log(f"    worker CPU shares %: {self.scenarios[-1]['cpu']['worker_pcts']}")
+        finally:
+            server.stop()
 
     def http_scenarios(self, server: Server, backend: str, *, full: bool) -> None:
         L, S, W = self.long, self.short, self.warm
@@ -510,7 +543,14 @@ class Bench:
                 ).stdout.split()
             ]
             self.wrk(
-                server, "warm", "", self.args.profile_script, 64, self.warm, backend="postgres", record=False
+                server,
+                "warm",
+                "",
+                self.args.profile_script,
+                64,
+                self.warm,
+                backend="postgres",
+                record=False,
             )
             outputs = [self.work / f"profile-{pid}.txt" for pid in workers]
             spies = [
@@ -1076,6 +1116,11 @@ def main() -> None:
         help="the wrk script (bench/wrk/) driving the load while profiling",
     )
     parser.add_argument(
+        "--quick-only",
+        action="store_true",
+        help="only seed, the floor, and s1, s2-c64, s3-get on 2 workers (no results written)",
+    )
+    parser.add_argument(
         "--cpu-only",
         action="store_true",
         help="only seed and measure CPU per request, one client at a time (no results written)",
@@ -1111,7 +1156,7 @@ def main() -> None:
     )
     try:
         bench.postgres()
-        if args.profile_only or args.cpu_only:
+        if args.profile_only or args.cpu_only or args.quick_only:
             return
         if not args.skip_sqlite:
             bench.sqlite()

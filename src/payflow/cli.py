@@ -103,7 +103,7 @@ def serve(
         os.environ["IN_PROCESS_CACHE"] = "false"
     migrations.upgrade(settings)
     uvicorn.run(
-        "payflow.app:create_app",
+        "payflow.serving:create_worker_app",
         factory=True,
         host=host,
         port=port,
