@@ -24,7 +24,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import asyncpg
 import redis
@@ -340,18 +340,25 @@ class Bench:
                 f"payflow audit after the PostgreSQL runs: {self.extra['audit_postgres']['summary']}"
             )
 
+    QUICK: ClassVar[dict[str, tuple[str, dict[str, str]]]] = {
+        "s1": ("purchase.lua", {}),
+        "s1-key": ("purchase.lua", {"BENCH_IDEMPOTENCY": "1"}),
+        "s2-c64": ("purchase.lua", {"BENCH_PRODUCTS": "hot.txt"}),
+        "s3-list": ("products_list.lua", {}),
+        "s3-get": ("product_get.lua", {}),
+        "s4": ("deposit.lua", {}),
+    }
+
     def quick(self, env: dict[str, str]) -> None:
-        """The floor and three scenarios at short durations, with each worker's CPU share: a
-        quick A/B while working (nothing recorded)."""
+        """The floor and a few scenarios (`--quick-scenarios`, in that order, repeats allowed) at
+        short durations on one 2-worker server, with each worker's CPU share: a quick A/B while
+        working (nothing recorded)."""
         self.floor("multi", "uncontended", 64, self.short)
         server = Server(env, 2, self.work / "server-quick.log")
         server.start()
         try:
-            for scenario, script, extra in (
-                ("s1", "purchase.lua", {}),
-                ("s2-c64", "purchase.lua", {"BENCH_PRODUCTS": "hot.txt"}),
-                ("s3-get", "product_get.lua", {}),
-            ):
+            for scenario in self.args.quick_scenarios.split(","):
+                script, extra = self.QUICK[scenario]
                 self.wrk(
                     server,
                     "warm",
@@ -1118,7 +1125,12 @@ def main() -> None:
     parser.add_argument(
         "--quick-only",
         action="store_true",
-        help="only seed, the floor, and s1, s2-c64, s3-get on 2 workers (no results written)",
+        help="only seed, the floor, and --quick-scenarios on 2 workers (no results written)",
+    )
+    parser.add_argument(
+        "--quick-scenarios",
+        default="s1,s2-c64,s3-get",
+        help=f"comma-separated, in order, repeats allowed: {', '.join(Bench.QUICK)}",
     )
     parser.add_argument(
         "--cpu-only",
