@@ -6,9 +6,9 @@ start-up that is ≈ 140,000 objects (FastAPI, pydantic, SQLAlchemy and the Stri
 schemas), ≈ 80 ms on the benchmark machine, during which the worker answers nothing: every request
 in flight on it waits. Those pauses were most of the p99 latency (bench/README.md). The objects
 alive once the application is built live as long as the process, so they are moved out of the
-collector's sight (`gc.freeze`); collections then look only at what requests create. Nothing is
-leaked by it: frozen objects are still freed by reference counting, and only cycles among them
-(which outlive the process anyway) are never collected.
+collector's sight (`gc.freeze`); collections then look only at what requests create. The cost:
+frozen objects are still freed by reference counting, but a reference cycle among them that later
+becomes garbage would never be collected (start-up objects are not replaced while serving).
 """
 
 from __future__ import annotations
