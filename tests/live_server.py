@@ -25,6 +25,12 @@ from payflow.config import Settings
 STARTUP_TIMEOUT = 20.0
 SHUTDOWN_TIMEOUT = 10.0
 HOST = "127.0.0.1"
+# uvicorn closes a connection idle for 5 s, and httpx keeps idle connections for 5 s too: a request
+# sent on one just as the server closes it is lost as httpx.ReadError (a POST cannot be blindly
+# re-sent). Clients of a live server drop idle connections well before the server does.
+CLIENT_LIMITS = httpx.Limits(
+    max_connections=100, max_keepalive_connections=20, keepalive_expiry=1.0
+)
 
 
 def payflow_command() -> list[str]:

@@ -71,6 +71,7 @@ from payflow.orders.models import orders as orders_table
 from payflow.products.models import products as products_table
 from payflow.sandbox.webhooks import signature_header
 from tests.live_app import free_port
+from tests.live_server import CLIENT_LIMITS
 from tests.support import DEFAULT_PASSWORD, assert_problem, unique_email
 
 T = TypeVar("T")
@@ -195,13 +196,15 @@ def live_env(settings: Settings) -> Iterator[LiveEnv]:
     app = create_app(configured, context)
     with (
         _serving(app, port) as base,
-        httpx.Client(base_url=f"{base}/api/v1", timeout=30) as api,
-        httpx.Client(base_url=f"{base}/sandbox/_sandbox", timeout=30) as control,
+        httpx.Client(base_url=f"{base}/api/v1", timeout=30, limits=CLIENT_LIMITS) as api,
+        httpx.Client(
+            base_url=f"{base}/sandbox/_sandbox", timeout=30, limits=CLIENT_LIMITS
+        ) as control,
         asyncio.Runner() as runner,
     ):
         switched = control.post("/webhooks", params={"enabled": "false"})
         assert switched.status_code == 200, switched.text
-        observer = httpx.AsyncClient(base_url=f"{base}/api/v1", timeout=30)
+        observer = httpx.AsyncClient(base_url=f"{base}/api/v1", timeout=30, limits=CLIENT_LIMITS)
         db = Database(configured)
         try:
             yield LiveEnv(api, control, observer, context.sandbox.webhook_secret, db, runner)

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests.deployments import Deployment, pg_execute
+from tests.live_server import CLIENT_LIMITS
 from tests.support import DEFAULT_PASSWORD, unique_email
 
 Json = dict[str, Any]
@@ -41,7 +42,7 @@ def _move_money(base_url: str) -> tuple[tuple[str, str], int]:
     """Two users, each with deposits and withdrawals (one refused); their wallet ids, row count."""
     wallet_ids: list[str] = []
     rows = 0
-    with httpx.Client(base_url=f"{base_url}/api/v1", timeout=30.0) as api:
+    with httpx.Client(base_url=f"{base_url}/api/v1", timeout=30.0, limits=CLIENT_LIMITS) as api:
         for amounts in (
             [("deposit", "100.00"), ("withdraw", "30.25"), ("deposit", "0.50")],
             [("deposit", "10.00"), ("withdraw", "10.00"), ("deposit", "7.77")],

@@ -22,7 +22,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.live_server import clean_env, free_port, run_cli, run_server
+from tests.live_server import CLIENT_LIMITS, clean_env, free_port, run_cli, run_server
 from tests.support import DEFAULT_PASSWORD, unique_email
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
@@ -144,7 +144,9 @@ def test_serve_migrates_and_answers_over_http(serve_target: ServeTarget) -> None
             expected_checks["redis"] = "ok"
         assert ready.json()["checks"] == expected_checks
 
-        with httpx.Client(base_url=f"{base_url}/api/v1", timeout=30.0) as client:
+        with httpx.Client(
+            base_url=f"{base_url}/api/v1", timeout=30.0, limits=CLIENT_LIMITS
+        ) as client:
             email = unique_email("serve")
             registered = client.post(
                 "/auth/register", json={"email": email, "password": DEFAULT_PASSWORD}

@@ -35,6 +35,7 @@ from schemathesis.engine import from_schema as engine_for
 from payflow.app import API_PREFIX, OPENAPI_URL
 from payflow.config import Settings
 from tests.live_app import free_port, serve_in_thread
+from tests.live_server import CLIENT_LIMITS
 from tests.support import DEFAULT_PASSWORD, unique_email
 
 MAX_EXAMPLES = 25
@@ -92,7 +93,7 @@ def world(settings: Settings) -> Iterator[World]:
     )
     with (
         serve_in_thread(served, port) as base_url,
-        httpx.Client(base_url=base_url + API_PREFIX, timeout=30) as client,
+        httpx.Client(base_url=base_url + API_PREFIX, timeout=30, limits=CLIENT_LIMITS) as client,
     ):
         tokens: dict[str, str] = {}
         for role in ("USER", "MERCHANT"):

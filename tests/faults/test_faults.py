@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests.deployments import TEST_DATABASE_URL, Deployment, plain_pg_url
+from tests.live_server import CLIENT_LIMITS
 from tests.redis_server import private_redis
 from tests.support import DEFAULT_PASSWORD, unique_email
 
@@ -48,7 +49,7 @@ class Sent:
 
 
 def _client(base_url: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=f"{base_url}/api/v1", timeout=30.0)
+    return httpx.AsyncClient(base_url=f"{base_url}/api/v1", timeout=30.0, limits=CLIENT_LIMITS)
 
 
 async def _account(api: httpx.AsyncClient, role: str) -> dict[str, str]:

@@ -46,6 +46,7 @@ from payflow.sandbox.objects import Refund
 from payflow.sandbox.runtime import Sandbox
 from payflow.wallets.models import wallet_transactions, wallets
 from tests.live_app import free_port, serve_app_in_thread
+from tests.live_server import CLIENT_LIMITS
 from tests.support import Account, create_product, ledger, register
 
 SWEEPER_INTERVAL = 0.5
@@ -329,8 +330,10 @@ async def live_fixture(settings: Settings) -> AsyncIterator[Live]:
     configured = live_settings(settings, port)
     with serve_app_in_thread(configured, port) as (base, app):
         async with (
-            httpx.AsyncClient(base_url=f"{base}/api/v1", timeout=30) as api,
-            httpx.AsyncClient(base_url=f"{base}/sandbox/_sandbox", timeout=30) as control,
+            httpx.AsyncClient(base_url=f"{base}/api/v1", timeout=30, limits=CLIENT_LIMITS) as api,
+            httpx.AsyncClient(
+                base_url=f"{base}/sandbox/_sandbox", timeout=30, limits=CLIENT_LIMITS
+            ) as control,
         ):
             db = Database(configured)
             try:
