@@ -215,10 +215,9 @@ class CpuMeter:
         server = 0
         workers: dict[int, int] = {}
         if self.server_pid is not None:
-            server = sum(procs[p][2] + procs[p][3] for p in _descendants(procs, self.server_pid))
-            workers = {
-                p: procs[p][2] for p in _descendants(procs, self.server_pid) if p != self.server_pid
-            }
+            tree = _descendants(procs, self.server_pid)
+            server = sum(procs[p][2] + procs[p][3] for p in tree)
+            workers = {p: procs[p][2] for p in tree if p != self.server_pid}
         postgres = 0
         for ppid, comm, own, reaped in procs.values():
             if comm == "postgres":

@@ -28,8 +28,9 @@ HOST = "127.0.0.1"
 # uvicorn closes a connection idle for 5 s, and httpx keeps idle connections for 5 s too: a request
 # sent on one just as the server closes it is lost as httpx.ReadError (a POST cannot be blindly
 # re-sent). Clients of a live server drop idle connections well before the server does.
+KEEPALIVE_EXPIRY = 1.0
 CLIENT_LIMITS = httpx.Limits(
-    max_connections=100, max_keepalive_connections=20, keepalive_expiry=1.0
+    max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEPALIVE_EXPIRY
 )
 
 

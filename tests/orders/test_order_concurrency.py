@@ -24,16 +24,13 @@ import httpx
 import pytest
 
 from tests.deployments import Deployment
+from tests.live_server import KEEPALIVE_EXPIRY
 from tests.support import Account, assert_problem, create_product, register
 
 Json = dict[str, Any]
 
 REQUEST_TIMEOUT = 90.0
 MAX_CONNECTIONS = 128
-# uvicorn closes a connection idle for 5 s. A request sent on a connection just before that (a
-# client idle ~4 s, then a busy server slow to read it) is lost as httpx.ReadError; a POST /orders
-# cannot be blindly re-sent. So the client drops idle connections well before the server does.
-KEEPALIVE_EXPIRY = 1.0
 BUYERS = 100
 PRICE = Decimal("7.25")
 FUNDS = Decimal("100.00")

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests.deployments import Deployment
+from tests.live_server import KEEPALIVE_EXPIRY
 from tests.support import DEFAULT_PASSWORD, unique_email
 
 PARALLEL = 20
@@ -47,7 +48,9 @@ def _client(base_url: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=f"{base_url}/api/v1",
         timeout=REQUEST_TIMEOUT,
-        limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+        limits=httpx.Limits(
+            max_connections=64, max_keepalive_connections=64, keepalive_expiry=KEEPALIVE_EXPIRY
+        ),
     )
 
 
