@@ -13,7 +13,7 @@ refresh_tokens = sa.Table(
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("family_id", sa.Uuid(), nullable=False, index=True),
     sa.Column("user_id", sa.Uuid(), sa.ForeignKey("users.id"), nullable=False, index=True),
-    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False, index=True),
     sa.Column("revoked_at", UTCDateTime()),
     sa.Column("replaced_by", sa.Uuid()),
     *timestamp_columns(),

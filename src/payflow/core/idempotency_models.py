@@ -19,7 +19,7 @@ idempotency_records = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("response_status", sa.Integer()),
     sa.Column("response_body", sa.LargeBinary()),
-    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False, index=True),
     *timestamp_columns(),
     sa.UniqueConstraint("user_id", "endpoint", "key", name="uq_idempotency_records_scope"),
 )

@@ -14,7 +14,7 @@ webhook_events = sa.Table(
     sa.Column("provider_event_id", sa.String(255), nullable=False, unique=True),
     sa.Column("type", sa.String(100), nullable=False),
     sa.Column("payload", sa.JSON(), nullable=False),
-    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.Column("received_at", UTCDateTime(), nullable=False, index=True),
     sa.Column("processed_at", UTCDateTime()),
     sa.Column("outcome", sa.String(64)),
     *timestamp_columns(),
@@ -32,10 +32,12 @@ gateway_refunds = sa.Table(
     sa.Column("amount", sa.BigInteger(), nullable=False),
     sa.Column("currency", sa.String(3), nullable=False),
     sa.Column("reason", sa.Text(), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),  # PENDING | SUCCEEDED
+    sa.Column("status", sa.String(16), nullable=False),  # PENDING | SUCCEEDED | FAILED
     sa.Column("provider_refund_id", sa.String(255)),
     sa.Column("attempts", sa.Integer(), nullable=False, default=0),
     sa.Column("last_error", sa.Text()),
+    sa.Column("next_attempt_at", UTCDateTime()),  # when a PENDING refund is next sent
+    sa.Column("finished_at", UTCDateTime()),
     *timestamp_columns(),
-    sa.Index("ix_gateway_refunds_pending", "status"),
+    sa.Index("ix_gateway_refunds_due", "status", "next_attempt_at"),
 )
