@@ -146,7 +146,7 @@ async def parts(dsn: str, data: Path) -> None:
     async def build_async() -> None:
         build()
 
-    render = lambda order: json_response(201, OrderOut.of(order))  # noqa: E731
+    render = lambda order: json_response(201, OrderOut.of(order, order.user_id))  # noqa: E731
 
     async def buy() -> None:
         await service.buy_with_wallet(

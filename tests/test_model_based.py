@@ -72,6 +72,7 @@ from payflow.products.models import products as products_table
 from payflow.sandbox.webhooks import signature_header
 from tests.live_app import free_port
 from tests.live_server import CLIENT_LIMITS
+from tests.sandbox.harness import operator_headers
 from tests.support import DEFAULT_PASSWORD, assert_problem, unique_email
 
 T = TypeVar("T")
@@ -184,8 +185,14 @@ def live_env(settings: Settings) -> Iterator[LiveEnv]:
         update={
             "public_url": f"http://127.0.0.1:{port}",
             "sweeper_interval_seconds": SWEEPER_INTERVAL,
+            "refund_retry_base_seconds": SWEEPER_INTERVAL / 2,
+            "refund_retry_max_seconds": 2 * SWEEPER_INTERVAL,
             # Nothing lapses by itself during the test: only the rule that makes it lapse.
             "checkout_ttl_seconds": 3600,
+            # The model does not know the per-buyer reservation caps (tested on their own in
+            # tests/orders/test_reservation_cap*.py): out of its reach.
+            "max_open_reservations_per_buyer": 1000,
+            "max_reserved_units_per_buyer": 100_000,
             "rate_limits_enabled": False,
             "log_level": "WARNING",
         }
@@ -198,7 +205,10 @@ def live_env(settings: Settings) -> Iterator[LiveEnv]:
         _serving(app, port) as base,
         httpx.Client(base_url=f"{base}/api/v1", timeout=30, limits=CLIENT_LIMITS) as api,
         httpx.Client(
-            base_url=f"{base}/sandbox/_sandbox", timeout=30, limits=CLIENT_LIMITS
+            base_url=f"{base}/sandbox/_sandbox",
+            timeout=30,
+            limits=CLIENT_LIMITS,
+            headers=operator_headers(context.sandbox.api_key),
         ) as control,
         asyncio.Runner() as runner,
     ):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -64,7 +65,9 @@ def audit(
 async def _audit(settings: Settings) -> AuditReport:
     db = Database(settings)
     try:
-        return await run_audit(db)
+        return await run_audit(
+            db, sweeper_interval=timedelta(seconds=settings.sweeper_interval_seconds)
+        )
     finally:
         await db.dispose()
 

@@ -64,6 +64,14 @@ class Settings(BaseSettings):
     checkout_ttl_seconds: int = Field(default=1800, ge=60, le=86400)
     # How often each server releases expired reservations and retries pending refunds.
     sweeper_interval_seconds: float = Field(default=10.0, gt=0, le=3600)
+    # Caps on what one buyer may hold reserved at once through open (PENDING or
+    # PAYMENT_PROCESSING) gateway orders, over all products: an unpaid checkout costs nothing, so
+    # without them one buyer could take a product off sale (orders/reservation_cap.py).
+    max_open_reservations_per_buyer: int = Field(default=10, ge=1, le=100_000)
+    max_reserved_units_per_buyer: int = Field(default=100, ge=1, le=10_000_000)
+    # Backoff of a refund the gateway failed to make: base, doubling per attempt, up to max.
+    refund_retry_base_seconds: float = Field(default=30.0, gt=0, le=86400)
+    refund_retry_max_seconds: float = Field(default=3600.0, gt=0, le=86400)
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"

@@ -9,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import jwt
+import pytest
 from fastapi import FastAPI
 
 from payflow.config import DEV_ACCESS_SECRET
 from payflow.core.context import AppContext
 from payflow.users import repository as users_repo
+from tests.crafted import signed_token
 from tests.support import assert_problem, register
 
 
@@ -151,3 +153,40 @@ async def test_tokens_of_an_unknown_user_are_refused(client: httpx.AsyncClient) 
         _claims(str(uuid.uuid4())), DEV_ACCESS_SECRET, algorithm="HS256", headers={"typ": "at+jwt"}
     )
     assert_problem(await _me(client, token), 401, "UNAUTHORIZED")
+
+
+@pytest.mark.parametrize(
+    ("claim", "value"),
+    [
+        ("exp", 1e20),
+        ("exp", 10**30),
+        ("exp", 1e17),
+        ("exp", 2**63),
+        ("exp", float("inf")),
+        ("exp", float("nan")),
+        ("iat", -1e20),
+        ("iat", 1e20),
+        ("iat", float("-inf")),
+        ("nbf", -1e20),
+        ("nbf", float("nan")),
+        ("sub", 5),
+        ("jti", 5.5),
+        ("fam", 5),
+        ("fam", ["x"]),
+    ],
+)
+async def test_a_signed_token_whose_claim_is_no_time_or_id_is_401(
+    client: httpx.AsyncClient, app: FastAPI, claim: str, value: object
+) -> None:
+    """Numbers PyJWT accepts as times (1e20 is a number) but no datetime holds, and ids that are
+    not strings: correctly signed, still refused, as an access token and as a refresh token."""
+    config = app.state.context.settings
+    account = await register(client)
+    access = signed_token(config, account.id, **{claim: value})
+    assert_problem(await _me(client, access), 401, "UNAUTHORIZED")
+    refresh = signed_token(config, account.id, refresh=True, **{claim: value})
+    response = await client.post("/auth/refresh", json={"refreshToken": refresh})
+    assert_problem(response, 401, "UNAUTHORIZED")
+    # Nothing was revoked: the account's own refresh token still works.
+    rotated = await client.post("/auth/refresh", json={"refreshToken": account.refresh_token})
+    assert rotated.status_code == 200, rotated.text

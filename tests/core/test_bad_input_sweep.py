@@ -11,6 +11,12 @@ bad `Authorization`, `Idempotency-Key` and `If-Match` headers). Bad means bad by
 own schema: a candidate the schema accepts is not sent, except the oversized and NUL strings,
 which no field may take.
 
+Some candidates are generated (tests/crafted.py, the same on every run): text holding a lone
+surrogate (for every string field, and as a key), amounts a float or Python's Decimal would read
+(too many decimals, exponents, `_`, non-ASCII digits), cursors no list can have minted (integers
+beyond BIGINT, times whose offset leaves datetime's range, wrong shapes), and correctly signed
+access and refresh tokens whose time claims are no time (exp=1e20) or whose ids are no strings.
+
 Every answer must be a 4xx `application/problem+json` whose `code` is one of SPEC §4's with that
 status, whose `requestId` is the `X-Request-ID` sent back, and whose status the document declares
 for the operation. Around each operation's sweep every table is read, and must be unchanged.
@@ -32,7 +38,17 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from payflow.config import Settings
 from payflow.core.context import AppContext
+from tests.crafted import (
+    amount_traps,
+    bad_cursors,
+    drawn,
+    extreme_claims,
+    json_number_traps,
+    signed_token,
+    surrogate_texts,
+)
 from tests.support import DEFAULT_PASSWORD, create_product, deposit, register, unique_email
 
 # SPEC §4: every code an error may carry, and its status.
@@ -104,10 +120,13 @@ FIELD_CANDIDATES = (
     Candidate("NaN as text", "NaN"),
     Candidate("Infinity as text", "Infinity"),
 )
+# Text with a lone surrogate, as JSON escapes it (the code point itself is not UTF-8).
+SURROGATE_TEXTS = [Raw(json.dumps(text)) for text in drawn(surrogate_texts(), 4)]
 STRING_CANDIDATES = (
     Candidate("a 10k-character string", HUGE, always=True),
     Candidate("a NUL byte", "bad\x00value", always=True),
     Candidate("unicode with a NUL byte", "ü€😀\x00", always=True),
+    *(Candidate(f"the lone surrogate {text}", text, always=True) for text in SURROGATE_TEXTS),
 )
 NUMBER_CANDIDATES = (
     Candidate("1e309", Raw("1e309"), always=True),
@@ -115,7 +134,18 @@ NUMBER_CANDIDATES = (
     Candidate("NaN", Raw("NaN"), always=True),
     Candidate("a 5000-digit number", Raw("9" * 5000), always=True),
     Candidate("2**63", 2**63, always=True),
+    # Numbers with a fraction or an exponent: no integer field takes one, and no amount these.
+    *(Candidate(text, Raw(text), always=True) for text in drawn(json_number_traps(), 8)),
 )
+# For amounts (a field that takes a string or a number): what a float or Python's Decimal would
+# read as one.
+AMOUNT_CANDIDATES = tuple(
+    Candidate(f"the amount trap {text!r}", text, always=True) for text in drawn(amount_traps(), 12)
+)
+CURSOR_CANDIDATES = drawn(bad_cursors(), 12)
+# (claim, value) made part of a correctly signed token: a number that is no time, or an id that
+# is no string.
+TOKEN_CLAIMS = drawn(extreme_claims(), 8)
 QUERY_CANDIDATES = (
     "",
     "0",
@@ -173,6 +203,8 @@ class World:
     tokens: dict[str, str]
     path_ids: dict[str, str]  # path parameter → a real id
     known: dict[str, Any]  # body field → a value that works
+    config: Settings  # the secrets payflow signs its tokens with
+    user_id: str  # the USER's id
 
     def validator(self, schema: dict[str, Any]) -> jsonschema_rs.Validator:
         root = {**schema, "components": self.document.get("components", {})}
@@ -200,7 +232,7 @@ def _dumps(value: Any) -> bytes:
             raws[key] = str(item)
             return key
         if isinstance(item, dict):
-            return {k: mark(v) for k, v in item.items()}
+            return {mark(k): mark(v) for k, v in item.items()}
         if isinstance(item, list):
             return [mark(v) for v in item]
         return item
@@ -265,6 +297,13 @@ def _field_candidates(world: World, name: str, schema: dict[str, Any]) -> Iterat
         extra += tuple(c for c in STRING_CANDIDATES if not (nul_is_text and "\x00" in c.value))
     if kinds & {"integer", "number"}:
         extra += NUMBER_CANDIDATES
+    if {"string", "number"} <= kinds:
+        extra += AMOUNT_CANDIDATES
+    if name == "refreshToken":
+        extra += tuple(
+            Candidate(f"a refresh token with {claim}={value!r}", token, always=True)
+            for claim, value, token in _crafted_tokens(world, refresh=True)
+        )
     for candidate in (*FIELD_CANDIDATES, *extra):
         if candidate.always or not world.accepts(schema, candidate.value):
             yield candidate
@@ -304,6 +343,8 @@ def _body_probes(world: World, op: Operation, base: Probe) -> Iterator[Probe]:
             missing = {k: v for k, v in body.items() if k != name}
             yield _with_body(base, f"{name} missing", missing)
         yield _with_body(base, "an unknown field", {**body, "isAdmin": True})
+        for text in SURROGATE_TEXTS:
+            yield _with_body(base, f"a key with the lone surrogate {text}", {**body, text: 1})
     for what, raw in (
         ("not JSON", b'{"a":'),
         ("an array", b"[]"),
@@ -353,6 +394,8 @@ def _query_probes(world: World, op: Operation, base: Probe) -> Iterator[Probe]:
         texts = [t for t in QUERY_CANDIDATES if not _wire_accepts(world, schema, t)]
         if "string" in _types(world, schema):
             texts += [HUGE, "bad\x00value"]
+        if parameter["name"] == "cursor":  # any string by its schema; only the API mints them
+            texts += CURSOR_CANDIDATES
         for text in texts:
             params = {**base.params, parameter["name"]: text}
             what = f"query {parameter['name']}={text[:20]!r}"
@@ -378,6 +421,7 @@ def _header_probes(world: World, op: Operation, base: Probe) -> Iterator[Probe]:
             "Basic dXNlcjpwYXNzd29yZA==",
             "Bearer " + token[:-4] + "AAAA",
             "Bearer ü€".encode(),
+            *("Bearer " + crafted for _, _, crafted in _crafted_tokens(world, refresh=False)),
         ]
         if {} not in security:  # no credentials at all, where they are not optional
             bad["Authorization"].append("")
@@ -394,6 +438,13 @@ def _header_probes(world: World, op: Operation, base: Probe) -> Iterator[Probe]:
             headers = {**base.headers, name: value}
             what = f"header {name}: {value[:20]!r}"
             yield Probe(what, base.method, base.path, base.params, headers, base.content)
+
+
+def _crafted_tokens(world: World, *, refresh: bool) -> Iterator[tuple[str, object, str]]:
+    """(claim, value, token): the USER's tokens, correctly signed, with one crafted claim."""
+    for claim, value in TOKEN_CLAIMS:
+        overrides = {claim: value}
+        yield claim, value, signed_token(world.config, world.user_id, refresh=refresh, **overrides)
 
 
 def _fill(world: World, template: str, overrides: dict[str, str]) -> str:
@@ -477,6 +528,8 @@ async def world(app: FastAPI, client: httpx.AsyncClient) -> World:
             "refreshToken": user.refresh_token,
             "password": DEFAULT_PASSWORD,
         },
+        config=app.state.context.settings,
+        user_id=user.id,
     )
 
 

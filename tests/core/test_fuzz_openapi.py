@@ -18,22 +18,38 @@ the sandbox's webhooks get exercised too.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
 import pytest
 import schemathesis
+import sqlalchemy as sa
 from fastapi import FastAPI
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from schemathesis.core import NotSet
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.engine import Status, events
 from schemathesis.engine import from_schema as engine_for
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from payflow.app import API_PREFIX, OPENAPI_URL
 from payflow.config import Settings
+from tests.crafted import (
+    amount_traps,
+    bad_cursors,
+    extreme_claims,
+    json_number_traps,
+    json_with_surrogates,
+    signed_token,
+    surrogate_texts,
+)
 from tests.live_app import free_port, serve_in_thread
 from tests.live_server import CLIENT_LIMITS
 from tests.support import DEFAULT_PASSWORD, unique_email
@@ -74,6 +90,9 @@ POSITIVE_DATA_NOT_APPLICABLE = {
 class World:
     base_url: str
     tokens: dict[str, str]
+    config: Settings  # as served: its database and the secrets tokens are signed with
+    user_id: str = ""  # the USER's
+    product_id: str = ""  # the MERCHANT's product
 
     def authorization(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
@@ -96,15 +115,17 @@ def world(settings: Settings) -> Iterator[World]:
         httpx.Client(base_url=base_url + API_PREFIX, timeout=30, limits=CLIENT_LIMITS) as client,
     ):
         tokens: dict[str, str] = {}
+        ids: dict[str, str] = {}
         for role in ("USER", "MERCHANT"):
             body = {"email": unique_email(role.lower()), "password": DEFAULT_PASSWORD, "role": role}
-            tokens[role] = _created(client.post("/auth/register", json=body))["accessToken"]
-        world = World(base_url, tokens)
+            registered = _created(client.post("/auth/register", json=body))
+            tokens[role], ids[role] = registered["accessToken"], registered["user"]["id"]
+        world = World(base_url, tokens, served, ids["USER"])
         deposit = {"amount": "100000.00"}
         _created(client.post("/wallet/deposit", json=deposit, headers=world.authorization("USER")))
         product = {"name": "fuzzed", "price": "1.00", "availableUnits": 1_000_000}
-        _created(client.post("/products", json=product, headers=world.authorization("MERCHANT")))
-        yield world
+        created = client.post("/products", json=product, headers=world.authorization("MERCHANT"))
+        yield replace(world, product_id=_created(created)["id"])
 
 
 def _config(world: World, *, swap_roles: bool) -> schemathesis.Config:
@@ -235,6 +256,156 @@ def test_schemathesis_finds_nothing_wrong(world: World, swap_roles: bool) -> Non
 
     assert not failures, "\n\n".join(failures)
     assert {"examples", "coverage", "fuzzing", "stateful"} <= phases
+
+
+# ------------------------------------------------------------------------------ crafted input
+
+
+@dataclass(frozen=True)
+class Target:
+    """An operation of the document and the part of it a crafted value goes into."""
+
+    method: str
+    path: str
+    part: str  # a body property, "cursor" or "Authorization"
+
+    @property
+    def label(self) -> str:
+        return f"{self.method.upper()} {self.path}"
+
+
+def _property_kinds(document: dict[str, Any], schema: dict[str, Any]) -> set[str]:
+    while "$ref" in schema:
+        schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+    kinds = {schema["type"]} if isinstance(schema.get("type"), str) else set()
+    for branch in schema.get("anyOf", []) + schema.get("oneOf", []):
+        kinds |= _property_kinds(document, branch)
+    return kinds
+
+
+def _targets(document: dict[str, Any]) -> dict[str, list[Target]]:
+    """Where each kind of crafted value goes: every string and every amount of a JSON body,
+    every cursor, and the bearer token of every GET that takes one."""
+    found: dict[str, list[Target]] = {"text": [], "amount": [], "cursor": [], "token": []}
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            content = operation.get("requestBody", {}).get("content", {})
+            schema = content.get("application/json", {}).get("schema", {})
+            while "$ref" in schema:
+                schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+            for name, sub in schema.get("properties", {}).items():
+                kinds = _property_kinds(document, sub)
+                if "string" in kinds:
+                    found["text"].append(Target(method, path, name))
+                if {"string", "number"} <= kinds:
+                    found["amount"].append(Target(method, path, name))
+            if any(p["name"] == "cursor" for p in operation.get("parameters", [])):
+                found["cursor"].append(Target(method, path, "cursor"))
+            if method == "get" and operation.get("security"):
+                found["token"].append(Target(method, path, "Authorization"))
+    return found
+
+
+def _table_rows(config: Settings) -> dict[str, list[str]]:
+    """Every row of every table of the served database."""
+
+    async def read() -> dict[str, list[str]]:
+        engine = create_async_engine(config.database_url)
+        try:
+            async with engine.connect() as conn:
+                names = await conn.run_sync(lambda sync: sa.inspect(sync).get_table_names())
+                return {
+                    name: sorted(
+                        repr(tuple(row))
+                        for row in await conn.execute(sa.text(f'SELECT * FROM "{name}"'))  # noqa: S608
+                    )
+                    for name in names
+                }
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+def _crafted_request(
+    world: World, data: st.DataObject, targets: dict[str, list[Target]]
+) -> tuple[Target, dict[str, Any]]:
+    """A request that is valid but for one crafted part, and what it must be refused with."""
+    kind = data.draw(st.sampled_from([kind for kind, found in targets.items() if found]))
+    target = data.draw(st.sampled_from(targets[kind]), label="target")
+    role = "MERCHANT" if target.label in MERCHANT_OPERATIONS else "USER"
+    headers = {**world.authorization(role), "Content-Type": "application/json"}
+    request: dict[str, Any] = {"headers": headers, "params": {}}
+    if kind == "text":  # a lone surrogate, escaped: the decoder refuses the whole body
+        text = data.draw(surrogate_texts(), label="text")
+        request["content"] = json_with_surrogates({target.part: text})
+        return target, {**request, "status": 400, "detail": "The request body is not valid JSON"}
+    if kind == "amount":  # an amount trap, as a string or as the number it spells
+        trap = data.draw(st.one_of(amount_traps(), json_number_traps()), label="amount")
+        written = json.dumps(trap) if data.draw(st.booleans(), label="as a string") else trap
+        if not _is_json_number(written):
+            written = json.dumps(trap)
+        request["content"] = ('{"' + target.part + '": ' + written + "}").encode()
+        return target, {**request, "status": 400, "field": target.part}
+    if kind == "cursor":
+        request["params"] = {"cursor": data.draw(bad_cursors(), label="cursor")}
+        return target, {**request, "status": 400, "field": "cursor"}
+    claim, value = data.draw(extreme_claims(), label="claim")
+    token = signed_token(world.config, world.user_id, **{claim: value})
+    headers["Authorization"] = f"Bearer {token}"
+    return target, {**request, "status": 401}
+
+
+def _is_json_number(text: str) -> bool:
+    """Whether `text` is exactly one JSON number token (" 3.00" decodes, but is not one)."""
+    try:
+        return text == text.strip() and isinstance(json.loads(text), int | float)
+    except ValueError:
+        return False
+
+
+def test_crafted_input_is_a_4xx_problem_and_changes_nothing(world: World) -> None:
+    """Hypothesis drives crafted values (tests/crafted.py) into every place of the document that
+    takes them: lone surrogates into every string of every body, amount traps into every amount,
+    cursors no list minted into every list, and correctly signed tokens whose claims are no time
+    or id into every authenticated GET. Each is a 4xx problem naming the cause; nothing changes."""
+    document = httpx.get(world.base_url + OPENAPI_URL, timeout=30).json()
+    targets = _targets(document)
+    assert all(targets.values()), {kind: len(found) for kind, found in targets.items()}
+    before = _table_rows(world.config)
+
+    with httpx.Client(base_url=world.base_url, timeout=30, limits=CLIENT_LIMITS) as client:
+
+        @hypothesis_settings(
+            max_examples=MAX_EXAMPLES * 6,
+            derandomize=True,
+            database=None,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        )
+        @given(data=st.data())
+        def crafted_request_is_refused(data: st.DataObject) -> None:
+            target, expected = _crafted_request(world, data, targets)
+            path = target.path.replace("{product_id}", world.product_id)
+            path = path.replace("{order_id}", str(uuid.uuid4()))
+            response = client.request(
+                target.method,
+                path,
+                params=expected["params"],
+                headers=expected["headers"],
+                content=expected.get("content"),
+            )
+            assert response.status_code == expected["status"], response.text
+            assert response.headers["content-type"].startswith("application/problem+json")
+            body = response.json()
+            if "detail" in expected:
+                assert body["detail"] == expected["detail"]
+            if "field" in expected:
+                assert expected["field"] in [error["field"] for error in body["errors"]]
+
+        crafted_request_is_refused()
+
+    assert _table_rows(world.config) == before
 
 
 async def test_every_operation_declares_the_problems_it_can_answer_with(app: FastAPI) -> None:

@@ -47,6 +47,7 @@ from payflow.sandbox.runtime import Sandbox
 from payflow.wallets.models import wallet_transactions, wallets
 from tests.live_app import free_port, serve_app_in_thread
 from tests.live_server import CLIENT_LIMITS
+from tests.sandbox.harness import operator_headers
 from tests.support import Account, create_product, ledger, register
 
 SWEEPER_INTERVAL = 0.5
@@ -85,7 +86,7 @@ class Live:
     settings: Settings
     app: FastAPI
     api: httpx.AsyncClient  # {base}/api/v1
-    control: httpx.AsyncClient  # {base}/sandbox/_sandbox
+    control: httpx.AsyncClient  # {base}/sandbox/_sandbox, with the sandbox's key
     db: Database  # the test's own engine on payflow's database
 
     # -- the deployment ----------------------------------------------------------------------
@@ -318,6 +319,9 @@ def live_settings(settings: Settings, port: int) -> Settings:
         update={
             "public_url": f"http://127.0.0.1:{port}",
             "sweeper_interval_seconds": SWEEPER_INTERVAL,
+            # A refund the gateway failed is retried within a couple of sweeper rounds.
+            "refund_retry_base_seconds": SWEEPER_INTERVAL / 2,
+            "refund_retry_max_seconds": 2 * SWEEPER_INTERVAL,
             "checkout_ttl_seconds": 60,
         }
     )
@@ -329,10 +333,15 @@ async def live_fixture(settings: Settings) -> AsyncIterator[Live]:
     port = free_port()
     configured = live_settings(settings, port)
     with serve_app_in_thread(configured, port) as (base, app):
+        sandbox = cast(AppContext, app.state.context).sandbox
+        assert sandbox is not None, "the live tests need the embedded payments sandbox"
         async with (
             httpx.AsyncClient(base_url=f"{base}/api/v1", timeout=30, limits=CLIENT_LIMITS) as api,
             httpx.AsyncClient(
-                base_url=f"{base}/sandbox/_sandbox", timeout=30, limits=CLIENT_LIMITS
+                base_url=f"{base}/sandbox/_sandbox",
+                timeout=30,
+                limits=CLIENT_LIMITS,
+                headers=operator_headers(sandbox.api_key),  # the key payflow holds
             ) as control,
         ):
             db = Database(configured)

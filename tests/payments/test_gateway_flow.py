@@ -12,6 +12,7 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 from tests.payments.live import SWEEPER_INTERVAL, Live, live_fixture  # noqa: F401
+from tests.sandbox.harness import press
 from tests.support import assert_problem, deposit
 
 
@@ -177,7 +178,7 @@ async def test_cancel_on_the_hosted_page_returns_to_payments_cancel_which_cancel
     order_id, session_id = body["order"]["id"], body["sessionId"]
 
     # The Cancel button on the hosted page: a 303 to the order's cancel URL, as Stripe does.
-    button = await live.api.post(f"{body['checkoutUrl']}/cancel", follow_redirects=False)
+    button = await press(live.api, body["checkoutUrl"], "cancel")
     assert button.status_code == 303
     location = button.headers["location"]
     assert location == (await live.session(session_id))["cancel_url"]
@@ -204,13 +205,55 @@ async def test_cancel_on_the_hosted_page_returns_to_payments_cancel_which_cancel
     assert again.json()["status"] == "CANCELLED"
     assert await live.stock(product["id"]) == (2, 0)
 
-    # By session id, as the cancel URL of a session could also carry it.
-    other = await live.buy(buyer, product["id"])
-    by_session = await live.api.get("/payments/cancel", params={"session_id": other["sessionId"]})
-    assert by_session.status_code == 200, by_session.text
-    assert by_session.json()["status"] == "CANCELLED"
-    assert await live.stock(product["id"]) == (2, 0)
     await live.audit_ok()
+
+
+async def test_a_merchant_cannot_cancel_a_buyers_order_through_payments_cancel(
+    live: Live,
+) -> None:
+    """The merchant may not cancel (POST /orders/{id}/cancel is a 403), so no session id, no
+    other order's token and no guessed token lets the merchant do it through the GET."""
+    merchant, buyer = await live.register("MERCHANT"), await live.register()
+    product = await live.product(merchant, units=3)
+    body = await live.buy(buyer, product["id"], quantity=2)
+    order_id, session_id = body["order"]["id"], body["sessionId"]
+    other = await live.buy(buyer, product["id"])
+    other_cancel_url = str((await live.session(other["sessionId"]))["cancel_url"])
+    other_token = parse_qs(urlsplit(other_cancel_url).query)["token"][0]
+
+    attempts = [
+        {"session_id": session_id},
+        {"session_id": session_id, "order_id": order_id},
+        {"order_id": order_id},
+        {"order_id": order_id, "token": "0" * 32},
+        {"order_id": order_id, "token": other_token},
+    ]
+    for params in attempts:
+        refused = await live.api.get("/payments/cancel", params=params)
+        assert_problem(refused, 404, "NOT_FOUND")
+
+    assert (await live.order(buyer, order_id))["status"] == "PENDING"
+    assert (await live.order(buyer, other["order"]["id"]))["status"] == "PENDING"
+    assert await live.stock(product["id"]) == (0, 3)
+    assert (await live.session(session_id))["status"] == "open"
+    await live.audit_ok()
+
+
+async def test_merchants_never_see_the_checkout_session_id_and_buyers_do(live: Live) -> None:
+    merchant, buyer = await live.register("MERCHANT"), await live.register()
+    product = await live.product(merchant, units=3)
+    body = await live.buy(buyer, product["id"])
+    order_id, session_id = body["order"]["id"], body["sessionId"]
+
+    sales = await live.api.get("/orders/merchant/sales", headers=merchant.headers)
+    assert sales.status_code == 200, sales.text
+    assert [(o["id"], o["stripeSessionId"]) for o in sales.json()["data"]] == [(order_id, None)]
+    assert (await live.order(merchant, order_id))["stripeSessionId"] is None
+    assert session_id not in sales.text
+
+    mine = await live.api.get("/orders", headers=buyer.headers)
+    assert [o["stripeSessionId"] for o in mine.json()["data"]] == [session_id]
+    assert (await live.order(buyer, order_id))["stripeSessionId"] == session_id
 
 
 async def test_payments_pages_for_unknown_sessions_are_404(live: Live) -> None:
@@ -280,6 +323,8 @@ async def test_the_merchant_refunds_a_gateway_order_through_the_gateway(live: Li
 
     assert refunded.status_code == 200, refunded.text
     assert refunded.json()["status"] == "REFUNDED"
+    assert refunded.json()["stripeSessionId"] is None  # the merchant's view of the order
+    assert (await live.order(buyer, order_id))["stripeSessionId"] == body["sessionId"]
     assert await live.balance(merchant) == "0.00"
     refunds = [r for r in await live.ledger(merchant) if r["type"] == "REFUND"]
     assert [(r["amount"], r["referenceType"], r["referenceId"]) for r in refunds] == [

@@ -9,7 +9,7 @@ import pytest
 import stripe
 
 from payflow.payments.gateway import SdkHttpClient, StripeGateway
-from tests.sandbox.harness import API_KEY, SandboxServer, run_sandbox
+from tests.sandbox.harness import API_KEY, SandboxServer, operator_headers, run_sandbox
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +20,9 @@ def sandbox() -> Iterator[SandboxServer]:
 
 @pytest.fixture(scope="session")
 def control(sandbox: SandboxServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sandbox.public_base) as client:
+    """The control API's operator (the sandbox's key), for the fixtures' set-up."""
+    headers = operator_headers(sandbox.api_key)
+    with httpx.Client(base_url=sandbox.public_base, headers=headers) as client:
         yield client
 
 
@@ -59,6 +61,16 @@ async def stripe_client(sandbox: SandboxServer) -> AsyncIterator[stripe.StripeCl
 
 @pytest.fixture
 async def browser(sandbox: SandboxServer) -> AsyncIterator[httpx.AsyncClient]:
-    """A plain HTTP client on the sandbox's public base that does not follow redirects."""
+    """A plain HTTP client on the sandbox's public base that does not follow redirects, and
+    holds no key: what a buyer's browser is."""
     async with httpx.AsyncClient(base_url=sandbox.public_base, follow_redirects=False) as client:
+        yield client
+
+
+@pytest.fixture
+async def operator(sandbox: SandboxServer) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the control API (/_sandbox) with the sandbox's key."""
+    async with httpx.AsyncClient(
+        base_url=f"{sandbox.public_base}/_sandbox", headers=operator_headers(sandbox.api_key)
+    ) as client:
         yield client

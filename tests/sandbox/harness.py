@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import threading
 import time
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 from starlette.applications import Starlette
@@ -29,9 +31,11 @@ from starlette.routing import Mount, Route
 
 from payflow.payments.gateway import CheckoutSession, StripeGateway
 from payflow.sandbox import SandboxConfig, create_sandbox_app
+from payflow.sandbox.hosted import CSRF_FIELD
 
 HOST = "127.0.0.1"
-API_KEY = "sk_test_payflow_sandbox_tests"
+API_KEY = "sk_test_payflow_sandbox_tests"  # the one key this sandbox accepts
+SHOP = "http://shop.test"  # where its sessions may send browsers (payflow's PUBLIC_URL)
 T = TypeVar("T")
 
 
@@ -111,6 +115,10 @@ class SandboxServer:
     def webhook_secret(self) -> str:
         return self.config.webhook_secret
 
+    @property
+    def api_key(self) -> str:
+        return self.config.api_key
+
 
 def _host_app(sandbox_app: FastAPI, recorder: WebhookRecorder) -> Starlette:
     @asynccontextmanager
@@ -138,6 +146,8 @@ def run_sandbox(**overrides: Any) -> Iterator[SandboxServer]:
     settings: dict[str, Any] = {
         "webhook_url": f"{origin}/hooks",
         "public_base": f"{origin}/sandbox",
+        "api_key": API_KEY,
+        "redirect_base": SHOP,
         "min_expires_in": 1,
         "sweep_interval": 0.1,
         "async_payment_delay": 0.3,
@@ -195,8 +205,36 @@ async def events_for(
     return await eventually(probe, within)
 
 
-SUCCESS_URL = "http://shop.test/payments/success?session_id={CHECKOUT_SESSION_ID}"
-CANCEL_URL = "http://shop.test/payments/cancel?order_id=order-1"
+SUCCESS_URL = f"{SHOP}/payments/success?session_id={{CHECKOUT_SESSION_ID}}"
+CANCEL_URL = f"{SHOP}/payments/cancel?order_id=order-1"
+
+
+def operator_headers(api_key: str) -> dict[str, str]:
+    """What the control API (/_sandbox) needs: the sandbox's own key."""
+    return {"Authorization": f"Bearer {api_key}"}
+
+
+async def form_token(browser: httpx.AsyncClient, page_url: str) -> str:
+    """The token in the forms of a hosted checkout page, as a browser showing the page has it."""
+    page = await browser.get(page_url)
+    found = re.search(rf'name="{CSRF_FIELD}" value="([^"]+)"', page.text)
+    assert found is not None, f"no form on the page ({page.status_code})"
+    return found.group(1)
+
+
+async def press(
+    browser: httpx.AsyncClient, page_url: str, button: str, *, token: str | None = None
+) -> httpx.Response:
+    """Press a button of the hosted checkout page at `page_url` as a browser does: submit its
+    form, token included, from the page's own origin. `token` is one read from the page
+    earlier (a page left open); by default the page is loaded now."""
+    if token is None:
+        token = await form_token(browser, page_url)
+    return await browser.post(
+        f"{page_url}/{button}",
+        data={CSRF_FIELD: token},
+        headers={"Sec-Fetch-Site": "same-origin"},
+    )
 
 
 async def new_session(

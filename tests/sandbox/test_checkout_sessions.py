@@ -19,6 +19,7 @@ from tests.sandbox.harness import (
     SandboxServer,
     events_for,
     new_session,
+    press,
 )
 
 
@@ -133,7 +134,7 @@ async def test_expiring_a_paid_session_returns_it_complete(
     gateway: StripeGateway, browser: httpx.AsyncClient
 ) -> None:
     session = await new_session(gateway)
-    await browser.post(f"/checkout/{session.id}/pay")
+    await press(browser, f"/checkout/{session.id}", "pay")
 
     result = await gateway.expire_session(session.id)
 
@@ -318,7 +319,7 @@ async def test_expand_payment_intent_returns_the_object(
     gateway: StripeGateway, stripe_client: stripe.StripeClient, browser: httpx.AsyncClient
 ) -> None:
     session = await new_session(gateway)
-    await browser.post(f"/checkout/{session.id}/pay")
+    await press(browser, f"/checkout/{session.id}", "pay")
 
     expanded = await stripe_client.v1.checkout.sessions.retrieve_async(
         session.id, {"expand": ["payment_intent"]}

@@ -10,7 +10,7 @@ import httpx
 import stripe
 
 from payflow.payments.gateway import StripeGateway
-from tests.sandbox.harness import SandboxServer, events_for, new_session
+from tests.sandbox.harness import SandboxServer, events_for, new_session, press
 
 
 def declared_fields(cls: type) -> set[str]:
@@ -22,7 +22,7 @@ def declared_fields(cls: type) -> set[str]:
 
 async def _paid_session(gateway: StripeGateway, browser: httpx.AsyncClient) -> str:
     session = await new_session(gateway)
-    await browser.post(f"/checkout/{session.id}/pay")
+    await press(browser, f"/checkout/{session.id}", "pay")
     return session.id
 
 

@@ -10,44 +10,44 @@ from payflow.payments.gateway import StripeGateway
 from tests.sandbox.harness import API_KEY, SandboxServer, new_session
 
 
-async def session_count(browser: httpx.AsyncClient) -> int:
-    count: int = (await browser.get("/_sandbox")).json()["sessions"]
+async def session_count(operator: httpx.AsyncClient, sandbox: SandboxServer) -> int:
+    count: int = (await operator.get(f"{sandbox.public_base}/_sandbox")).json()["sessions"]
     return count
 
 
 async def test_an_api_error_outage_fails_the_call_and_creates_nothing(
-    gateway: StripeGateway, browser: httpx.AsyncClient, sandbox: SandboxServer
+    gateway: StripeGateway, operator: httpx.AsyncClient, sandbox: SandboxServer
 ) -> None:
-    before = await session_count(browser)
-    await browser.post("/_sandbox/faults", params={"mode": "error"})
+    before = await session_count(operator, sandbox)
+    await operator.post("/faults", params={"mode": "error"})
 
     for _ in range(2):
         with pytest.raises(PaymentGatewayError) as raised:
             await new_session(gateway)
         assert raised.value.http_status == 500
 
-    assert await session_count(browser) == before
-    await browser.delete("/_sandbox/faults")
+    assert await session_count(operator, sandbox) == before
+    await operator.delete("/faults")
     assert (await new_session(gateway)).status == "open"
 
 
 async def test_a_counted_fault_clears_itself(
-    gateway: StripeGateway, browser: httpx.AsyncClient
+    gateway: StripeGateway, operator: httpx.AsyncClient
 ) -> None:
-    armed = await browser.post("/_sandbox/faults", params={"mode": "error", "count": 1})
+    armed = await operator.post("/faults", params={"mode": "error", "count": 1})
     assert armed.json()["remaining"] == 1
 
     with pytest.raises(PaymentGatewayError):
         await new_session(gateway)
 
     assert (await new_session(gateway)).status == "open"
-    assert (await browser.get("/_sandbox/faults")).json()["mode"] is None
+    assert (await operator.get("/faults")).json()["mode"] is None
 
 
 async def test_a_hanging_api_is_a_gateway_error_without_an_http_status(
-    sandbox: SandboxServer, browser: httpx.AsyncClient
+    sandbox: SandboxServer, operator: httpx.AsyncClient
 ) -> None:
-    await browser.post("/_sandbox/faults", params={"mode": "hang", "seconds": 1.5, "count": 1})
+    await operator.post("/faults", params={"mode": "hang", "seconds": 1.5, "count": 1})
     impatient = StripeGateway(
         API_KEY, sandbox.api_base, sandbox.webhook_secret, timeout=0.3, max_network_retries=0
     )
@@ -62,10 +62,10 @@ async def test_a_hanging_api_is_a_gateway_error_without_an_http_status(
 
 
 async def test_sdk_retries_ride_out_a_brief_outage_with_one_idempotent_session(
-    sandbox: SandboxServer, browser: httpx.AsyncClient
+    sandbox: SandboxServer, operator: httpx.AsyncClient
 ) -> None:
-    before = await session_count(browser)
-    await browser.post("/_sandbox/faults", params={"mode": "error", "count": 1})
+    before = await session_count(operator, sandbox)
+    await operator.post("/faults", params={"mode": "error", "count": 1})
     patient = StripeGateway(
         API_KEY, sandbox.api_base, sandbox.webhook_secret, max_network_retries=1
     )
@@ -75,14 +75,14 @@ async def test_sdk_retries_ride_out_a_brief_outage_with_one_idempotent_session(
         await patient.aclose()
 
     assert session.status == "open"
-    assert await session_count(browser) == before + 1
+    assert await session_count(operator, sandbox) == before + 1
 
 
 async def test_faults_touch_only_the_stripe_api_not_the_hosted_page(
-    gateway: StripeGateway, browser: httpx.AsyncClient
+    gateway: StripeGateway, browser: httpx.AsyncClient, operator: httpx.AsyncClient
 ) -> None:
     session = await new_session(gateway)
-    await browser.post("/_sandbox/faults", params={"mode": "error"})
+    await operator.post("/faults", params={"mode": "error"})
 
     page = await browser.get(f"/checkout/{session.id}")
 

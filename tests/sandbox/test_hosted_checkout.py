@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import stripe
 
 from payflow.payments.gateway import StripeGateway
-from tests.sandbox.harness import CANCEL_URL, SandboxServer, events_for, new_session
+from tests.sandbox.harness import (
+    CANCEL_URL,
+    SandboxServer,
+    events_for,
+    form_token,
+    new_session,
+    press,
+)
 
 
 def _success_for(session_id: str) -> str:
@@ -55,7 +64,7 @@ async def test_pay_completes_the_session_paid_and_redirects_to_success_url(
 ) -> None:
     session = await new_session(gateway, order_id="order-pay")
 
-    response = await browser.post(f"/checkout/{session.id}/pay")
+    response = await press(browser, f"/checkout/{session.id}", "pay")
 
     assert response.status_code == 303
     assert response.headers["location"] == _success_for(session.id)
@@ -79,7 +88,7 @@ async def test_decline_completes_unpaid_then_reports_the_async_failure(
 ) -> None:
     session = await new_session(gateway)
 
-    response = await browser.post(f"/checkout/{session.id}/decline")
+    response = await press(browser, f"/checkout/{session.id}", "decline")
 
     assert response.status_code == 303
     assert response.headers["location"] == _success_for(session.id)
@@ -101,7 +110,7 @@ async def test_pay_later_completes_unpaid_then_reports_the_async_success(
 ) -> None:
     session = await new_session(gateway)
 
-    response = await browser.post(f"/checkout/{session.id}/pay-later")
+    response = await press(browser, f"/checkout/{session.id}", "pay-later")
 
     assert response.status_code == 303
     processing = await gateway.retrieve_session(session.id)
@@ -121,7 +130,7 @@ async def test_cancel_redirects_to_cancel_url_and_leaves_the_session_open(
 ) -> None:
     session = await new_session(gateway)
 
-    response = await browser.post(f"/checkout/{session.id}/cancel")
+    response = await press(browser, f"/checkout/{session.id}", "cancel")
 
     assert response.status_code == 303
     assert response.headers["location"] == CANCEL_URL
@@ -133,10 +142,12 @@ async def test_a_completed_session_shows_its_outcome_without_buttons(
     gateway: StripeGateway, browser: httpx.AsyncClient
 ) -> None:
     session = await new_session(gateway)
-    await browser.post(f"/checkout/{session.id}/pay")
+    checkout = f"/checkout/{session.id}"
+    token = await form_token(browser, checkout)
+    await press(browser, checkout, "pay", token=token)
 
-    page = await browser.get(f"/checkout/{session.id}")
-    again = await browser.post(f"/checkout/{session.id}/pay")
+    page = await browser.get(checkout)
+    again = await press(browser, checkout, "pay", token=token)  # from the page still open
 
     assert page.status_code == 200
     assert "Payment complete" in page.text
@@ -149,10 +160,12 @@ async def test_an_expired_session_says_so_without_buttons(
     gateway: StripeGateway, browser: httpx.AsyncClient
 ) -> None:
     session = await new_session(gateway)
+    checkout = f"/checkout/{session.id}"
+    token = await form_token(browser, checkout)
     await gateway.expire_session(session.id)
 
-    page = await browser.get(f"/checkout/{session.id}")
-    pay = await browser.post(f"/checkout/{session.id}/pay")
+    page = await browser.get(checkout)
+    pay = await press(browser, checkout, "pay", token=token)  # from the page still open
 
     assert "has expired" in page.text
     assert "<button" not in page.text
@@ -170,24 +183,26 @@ async def test_an_unknown_session_page_is_404(browser: httpx.AsyncClient) -> Non
 async def test_the_buttons_work_by_following_the_forms_relative_actions(
     gateway: StripeGateway, sandbox: SandboxServer
 ) -> None:
-    """What a browser does: resolve the form's action against the page URL, POST it empty."""
+    """What a browser does: resolve the form's action against the page URL, POST its fields."""
     session = await new_session(gateway)
     assert session.url is not None
     async with httpx.AsyncClient(follow_redirects=False) as client:
         page = await client.get(session.url)
-        action = page.text.split('<form method="post" action="')[1].split('"')[0]
-        response = await client.post(httpx.URL(session.url).join(action))
+        form = page.text.split('<form method="post" action="')[1].split("</form>")[0]
+        action = form.split('"')[0]
+        name, value = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]+)">', form)[0]
+        response = await client.post(httpx.URL(session.url).join(action), data={name: value})
 
     assert response.status_code == 303
     assert (await gateway.retrieve_session(session.id)).payment_status == "paid"
 
 
 async def test_control_api_pays_without_a_browser(
-    gateway: StripeGateway, browser: httpx.AsyncClient, sandbox: SandboxServer
+    gateway: StripeGateway, operator: httpx.AsyncClient, sandbox: SandboxServer
 ) -> None:
     session = await new_session(gateway)
 
-    response = await browser.post(f"/_sandbox/sessions/{session.id}/pay")
+    response = await operator.post(f"/sessions/{session.id}/pay")
 
     assert response.status_code == 200
     body = response.json()
@@ -198,14 +213,14 @@ async def test_control_api_pays_without_a_browser(
 
 
 async def test_control_api_can_expire_silently_as_if_the_event_were_lost(
-    gateway: StripeGateway, browser: httpx.AsyncClient, sandbox: SandboxServer
+    gateway: StripeGateway, operator: httpx.AsyncClient, sandbox: SandboxServer
 ) -> None:
     session = await new_session(gateway)
 
-    response = await browser.post(f"/_sandbox/sessions/{session.id}/expire?notify=false")
+    response = await operator.post(f"/sessions/{session.id}/expire?notify=false")
 
     assert response.json()["status"] == "expired"
-    listed = await browser.get("/_sandbox/events", params={"object_id": session.id})
+    listed = await operator.get("/events", params={"object_id": session.id})
     events = listed.json()["data"]
     assert [e["type"] for e in events] == ["checkout.session.expired"]
     assert events[0]["deliveries"] == []
@@ -216,7 +231,7 @@ async def test_webhook_payload_is_accepted_by_the_sdk_as_a_checkout_session(
     gateway: StripeGateway, browser: httpx.AsyncClient, sandbox: SandboxServer
 ) -> None:
     session = await new_session(gateway)
-    await browser.post(f"/checkout/{session.id}/pay")
+    await press(browser, f"/checkout/{session.id}", "pay")
 
     (delivery,) = await events_for(sandbox.recorder, session.id, 1)
     event = stripe.Webhook.construct_event(

@@ -7,14 +7,14 @@ import pytest
 
 from payflow.payments.errors import PaymentGatewayError
 from payflow.payments.gateway import StripeGateway
-from tests.sandbox.harness import new_session
+from tests.sandbox.harness import new_session, press
 
 
 async def _paid_intent(
     gateway: StripeGateway, browser: httpx.AsyncClient, action: str = "pay"
 ) -> str:
     session = await new_session(gateway, unit_amount=1000, quantity=3)
-    await browser.post(f"/checkout/{session.id}/{action}")
+    await press(browser, f"/checkout/{session.id}", action)
     intent = (await gateway.retrieve_session(session.id)).payment_intent
     assert intent is not None
     return intent

@@ -13,14 +13,21 @@ import stripe
 from payflow.payments.errors import InvalidSignature
 from payflow.payments.gateway import StripeGateway
 from payflow.sandbox.webhooks import signature_header
-from tests.sandbox.harness import Received, SandboxServer, events_for, new_session
+from tests.sandbox.harness import (
+    Received,
+    SandboxServer,
+    events_for,
+    form_token,
+    new_session,
+    press,
+)
 
 
 async def _paid_event(
     gateway: StripeGateway, browser: httpx.AsyncClient, sandbox: SandboxServer
 ) -> Received:
     session = await new_session(gateway)
-    await browser.post(f"/checkout/{session.id}/pay")
+    await press(browser, f"/checkout/{session.id}", "pay")
     (delivery,) = await events_for(sandbox.recorder, session.id, 1)
     return delivery
 
@@ -94,9 +101,11 @@ async def test_delivery_never_blocks_the_request_that_caused_it(
 ) -> None:
     sandbox.recorder.delay = 1.0
     session = await new_session(gateway)
+    page = f"/checkout/{session.id}"
+    token = await form_token(browser, page)
 
     started = time.perf_counter()
-    response = await browser.post(f"/checkout/{session.id}/pay")
+    response = await press(browser, page, "pay", token=token)
     elapsed = time.perf_counter() - started
 
     assert response.status_code == 303
@@ -105,28 +114,34 @@ async def test_delivery_never_blocks_the_request_that_caused_it(
 
 
 async def test_a_failed_delivery_is_retried_until_it_succeeds(
-    gateway: StripeGateway, browser: httpx.AsyncClient, sandbox: SandboxServer
+    gateway: StripeGateway,
+    browser: httpx.AsyncClient,
+    sandbox: SandboxServer,
+    operator: httpx.AsyncClient,
 ) -> None:
     session = await new_session(gateway)
     sandbox.recorder.fail(session.id, 2)
-    await browser.post(f"/checkout/{session.id}/pay")
+    await press(browser, f"/checkout/{session.id}", "pay")
 
     attempts = await events_for(sandbox.recorder, session.id, 3)
 
     assert len({a.event["id"] for a in attempts}) == 1
     assert len({a.body for a in attempts}) == 1  # the same payload, re-signed each time
     event_id = attempts[0].event["id"]
-    log = (await browser.get(f"/_sandbox/events/{event_id}")).json()["deliveries"]
+    log = (await operator.get(f"/events/{event_id}")).json()["deliveries"]
     assert [(d["attempt"], d["status"]) for d in log] == [(1, 500), (2, 500), (3, 200)]
 
 
 async def test_redelivery_sends_identical_copies_at_once(
-    gateway: StripeGateway, browser: httpx.AsyncClient, sandbox: SandboxServer
+    gateway: StripeGateway,
+    browser: httpx.AsyncClient,
+    sandbox: SandboxServer,
+    operator: httpx.AsyncClient,
 ) -> None:
     first = await _paid_event(gateway, browser, sandbox)
     event_id = first.event["id"]
 
-    response = await browser.post(f"/_sandbox/events/{event_id}/deliver", params={"times": 5})
+    response = await operator.post(f"/events/{event_id}/deliver", params={"times": 5})
 
     assert response.status_code == 200
     assert [d["status"] for d in response.json()["data"]] == [200] * 5
@@ -137,21 +152,24 @@ async def test_redelivery_sends_identical_copies_at_once(
         assert gateway.construct_event(copy.body, copy.headers["stripe-signature"]).id == event_id
 
 
-async def test_redelivering_an_unknown_event_is_404(browser: httpx.AsyncClient) -> None:
-    response = await browser.post("/_sandbox/events/evt_unknown/deliver")
+async def test_redelivering_an_unknown_event_is_404(operator: httpx.AsyncClient) -> None:
+    response = await operator.post("/events/evt_unknown/deliver")
 
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "resource_missing"
 
 
 async def test_events_are_listed_in_the_order_they_happened(
-    gateway: StripeGateway, browser: httpx.AsyncClient, sandbox: SandboxServer
+    gateway: StripeGateway,
+    browser: httpx.AsyncClient,
+    sandbox: SandboxServer,
+    operator: httpx.AsyncClient,
 ) -> None:
     session = await new_session(gateway)
-    await browser.post(f"/checkout/{session.id}/decline")
+    await press(browser, f"/checkout/{session.id}", "decline")
     await events_for(sandbox.recorder, session.id, 2)
 
-    listed = await browser.get("/_sandbox/events", params={"object_id": session.id})
+    listed = await operator.get("/events", params={"object_id": session.id})
 
     assert [e["type"] for e in listed.json()["data"]] == [
         "checkout.session.completed",
@@ -160,13 +178,16 @@ async def test_events_are_listed_in_the_order_they_happened(
 
 
 async def test_disabled_webhooks_record_events_without_sending_them(
-    gateway: StripeGateway, browser: httpx.AsyncClient, sandbox: SandboxServer
+    gateway: StripeGateway,
+    browser: httpx.AsyncClient,
+    sandbox: SandboxServer,
+    operator: httpx.AsyncClient,
 ) -> None:
-    await browser.post("/_sandbox/webhooks", params={"enabled": "false"})
+    await operator.post("/webhooks", params={"enabled": "false"})
     session = await new_session(gateway)
-    await browser.post(f"/checkout/{session.id}/pay")
+    await press(browser, f"/checkout/{session.id}", "pay")
 
-    listed = (await browser.get("/_sandbox/events", params={"object_id": session.id})).json()
+    listed = (await operator.get("/events", params={"object_id": session.id})).json()
 
     (event,) = listed["data"]
     assert event["deliveries"][0]["status"] is None
@@ -192,9 +213,11 @@ async def test_a_session_past_its_expires_at_cannot_be_paid(
     gateway: StripeGateway, browser: httpx.AsyncClient, sandbox: SandboxServer
 ) -> None:
     session = await new_session(gateway, expires_in=1.2)
+    page = f"/checkout/{session.id}"
+    token = await form_token(browser, page)  # the page was opened in time
     await asyncio.sleep(1.3)
 
-    response = await browser.post(f"/checkout/{session.id}/pay")
+    response = await press(browser, page, "pay", token=token)
 
     assert response.status_code == 409
     assert "has expired" in response.text

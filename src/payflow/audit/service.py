@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.audit.checks import CHECKS as LEDGER_CHECKS
 from payflow.audit.checks import Check, Violation
+from payflow.audit.liveness_checks import (
+    LIVENESS,
+    check_paid_orders_settled,
+    check_refunds_not_overdue,
+)
 from payflow.audit.order_checks import check_gateway_effects, check_order_ledger
 from payflow.core.db import Database
+from payflow.core.tables import utcnow
 from payflow.wallets.models import wallet_transactions, wallets
 
 CHECKS: list[tuple[int, str, Check]] = sorted(
@@ -21,6 +29,10 @@ CHECKS: list[tuple[int, str, Check]] = sorted(
     ],
     key=lambda check: check[0],
 )
+# How late a sweeper may be before the liveness checks call something stuck: its interval (the
+# default here; `payflow audit` uses the configured one) plus a minute for a round's own work.
+SWEEP_SLACK = timedelta(seconds=60)
+DEFAULT_SWEEPER_INTERVAL = timedelta(seconds=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +84,24 @@ class AuditReport:
         return "\n".join(lines)
 
 
-async def run_audit(db: Database) -> AuditReport:
+async def run_audit(
+    db: Database, *, sweeper_interval: timedelta = DEFAULT_SWEEPER_INTERVAL
+) -> AuditReport:
     """Every check, inside one read transaction (one consistent snapshot on PostgreSQL)."""
+    now, grace = utcnow(), sweeper_interval + SWEEP_SLACK
+    checks: list[tuple[int, str, Check]] = [
+        *CHECKS,
+        (
+            LIVENESS,
+            "a paid checkout does not leave its order PENDING past expiry",
+            partial(check_paid_orders_settled, now=now, grace=grace),
+        ),
+        (
+            LIVENESS,
+            "no gateway refund is overdue",
+            partial(check_refunds_not_overdue, now=now, grace=grace),
+        ),
+    ]
 
     async def work(conn: AsyncConnection) -> AuditReport:
         if conn.dialect.name == "postgresql":
@@ -88,7 +116,7 @@ async def run_audit(db: Database) -> AuditReport:
         ).one()
         results = [
             CheckResult(invariant, description, await check(conn))
-            for invariant, description, check in CHECKS
+            for invariant, description, check in checks
         ]
         return AuditReport(wallets=counts[0], ledger_rows=counts[1], results=results)
 

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.auth.models import refresh_tokens
+from payflow.core.batches import delete_batch
 from payflow.core.tables import utcnow
 
 
@@ -79,3 +80,9 @@ async def revoke_family(conn: AsyncConnection, family_id: uuid.UUID) -> int:
         .values(revoked_at=now, updated_at=now)
     )
     return result.rowcount
+
+
+async def delete_expired_tokens(conn: AsyncConnection, expired_before: datetime, limit: int) -> int:
+    """Delete at most `limit` tokens that expired before `expired_before` (a batch)."""
+    condition = refresh_tokens.c.expires_at < expired_before
+    return len(await delete_batch(conn, refresh_tokens, condition, limit))

@@ -15,10 +15,11 @@ from payflow.auth.schemas import (
     TokenPairResponse,
 )
 from payflow.core.dependencies import ContextDep
+from payflow.core.json_body import JsonBodyRoute
 from payflow.core.schemas import problem_responses
 from payflow.users.schemas import UserOut
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix="/auth", tags=["auth"], route_class=JsonBodyRoute)
 
 
 def _auth_response(ctx: ContextDep, session: service.Session) -> AuthResponse:

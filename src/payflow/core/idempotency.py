@@ -17,7 +17,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import orjson
@@ -26,6 +26,7 @@ from fastapi import Header
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
+from payflow.core.batches import delete_batch
 from payflow.core.context import AppContext
 from payflow.core.errors import DomainError, ServiceUnavailable, ValidationFailed
 from payflow.core.idempotency_models import idempotency_records
@@ -317,13 +318,43 @@ async def _unclaim(conn: AsyncConnection, scope: IdempotencyScope) -> None:
     )
 
 
-async def release_stale(conn: AsyncConnection, older_than: timedelta) -> int:
-    """Forget keys whose first request never finished (the process died between its
-    transactions), so the client can retry them."""
-    result = await conn.execute(
-        sa.delete(idempotency_records).where(
-            idempotency_records.c.state == PROCESSING,
-            idempotency_records.c.updated_at < utcnow() - older_than,
-        )
+@dataclass(frozen=True, slots=True)
+class ReleasedKey:
+    """The scope of a deleted record: the key may be used again for a new request."""
+
+    user_id: uuid.UUID
+    endpoint: str
+    key: str
+
+
+async def release_stale_batch(
+    conn: AsyncConnection, older_than: timedelta, limit: int
+) -> list[ReleasedKey]:
+    """Forget at most `limit` keys whose first request never finished (PROCESSING for longer than
+    `older_than`: the process died between its transactions), so the client can retry them.
+    Whatever else holds such a key must let go of it in the same transaction."""
+    stale = sa.and_(
+        idempotency_records.c.state == PROCESSING,
+        idempotency_records.c.updated_at < utcnow() - older_than,
     )
-    return result.rowcount
+    return await _delete_keys(conn, stale, limit)
+
+
+async def prune_batch(conn: AsyncConnection, now: datetime, limit: int) -> list[ReleasedKey]:
+    """Delete at most `limit` finished records past their `expires_at` (RETENTION after the
+    request: SPEC §4 keeps keys at least 24 hours). Whatever else holds such a key must let go of
+    it in the same transaction."""
+    expired = sa.and_(
+        idempotency_records.c.state == COMPLETED, idempotency_records.c.expires_at < now
+    )
+    return await _delete_keys(conn, expired, limit)
+
+
+async def _delete_keys(
+    conn: AsyncConnection, condition: sa.ColumnElement[bool], limit: int
+) -> list[ReleasedKey]:
+    records = idempotency_records.c
+    rows = await delete_batch(
+        conn, idempotency_records, condition, limit, records.user_id, records.endpoint, records.key
+    )
+    return [ReleasedKey(row.user_id, row.endpoint, row.key) for row in rows]

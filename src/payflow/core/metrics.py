@@ -36,6 +36,13 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.gateway_refunds = Counter(
+            "payflow_gateway_refunds_total",
+            "Attempts to refund a payment through the gateway, by outcome",
+            ["outcome"],  # succeeded | retry | failed
+            registry=self.registry,
+        )
+
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         labels = (method, route, str(status))
         self.requests.labels(*labels).inc()

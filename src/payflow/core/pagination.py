@@ -1,7 +1,8 @@
 """Keyset pagination: `?limit=&cursor=` in, `{data, meta: {limit, nextCursor}}` out.
 
 A cursor is opaque to clients: URL-safe base64 of a small JSON list holding the sort key of the
-last row served. A cursor that does not decode is a 400, never a 500.
+last row served. A cursor that does not decode, or holds a key no database column can hold, is a
+400, never a 500: an integer must fit a BIGINT, a time must stay within datetime's range in UTC.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import base64
 import binascii
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
@@ -23,6 +24,8 @@ T = TypeVar("T")
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
+# Integer sort keys are BIGINT columns; neither database can bind a wider integer.
+_BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
 
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size (1..100)")]
 CursorQuery = Annotated[
@@ -46,11 +49,15 @@ def decode_cursor(cursor: str | None, *types: type) -> tuple[Any, ...] | None:
         raise _bad_cursor() from exc
     if not isinstance(values, list) or len(values) != len(types):
         raise _bad_cursor()
-    if not all(
-        isinstance(v, t) and not isinstance(v, bool) for v, t in zip(values, types, strict=True)
-    ):
+    if not all(_is_key(v, t) for v, t in zip(values, types, strict=True)):
         raise _bad_cursor()
     return tuple(values)
+
+
+def _is_key(value: Any, expected: type) -> bool:
+    if isinstance(value, bool) or not isinstance(value, expected):
+        return False
+    return not isinstance(value, int) or _BIGINT_MIN <= value <= _BIGINT_MAX
 
 
 def _bad_cursor() -> ValidationFailed:
@@ -78,6 +85,7 @@ def encode_time_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
 
 
 def decode_time_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    """The (created_at in UTC, id) inside a cursor from `encode_time_cursor`, or a 400."""
     key = decode_cursor(cursor, str, str)
     if key is None:
         return None
@@ -88,4 +96,10 @@ def decode_time_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
         raise _bad_cursor() from exc
     if created_at.tzinfo is None:
         raise _bad_cursor()
+    try:
+        # In UTC, as the rows are stored and compared. A valid time near year 1 or 9999 can have
+        # an offset that takes it out of datetime's range: 0001-01-01T00:00+01:00.
+        created_at = created_at.astimezone(UTC)
+    except OverflowError as exc:
+        raise _bad_cursor() from exc
     return created_at, row_id

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from payflow.core.problems import PROBLEM_MEDIA_TYPE, STATUS_BY_CODE
 
@@ -29,6 +30,16 @@ class RequestModel(BaseModel):
     """A request body. Unknown fields are a 400, so nothing can be mass-assigned."""
 
     model_config = ConfigDict(alias_generator=to_camel, extra="forbid", str_strip_whitespace=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _json_object(cls, data: Any) -> Any:
+        # FastAPI validates bodies with from_attributes=True, under which any object not of a
+        # builtin type passes as a model by its attributes: a body that is a lone JSON number
+        # (a core.json_body.JsonNumber) would be a RefundRequest with every field left out.
+        if isinstance(data, dict | cls):
+            return data
+        raise PydanticCustomError("model_type", "Input should be a JSON object")
 
 
 class ResponseModel(BaseModel):

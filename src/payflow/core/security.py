@@ -125,15 +125,38 @@ class TokenService:
             kind = "access" if expected is TokenType.ACCESS else "refresh"
             if payload.get("type") != kind:
                 raise Unauthorized("The token is not valid")
+            for claim in _TIME_CLAIMS & payload.keys():
+                _time(payload[claim])
             family = payload.get("fam")
             return TokenClaims(
-                user_id=uuid.UUID(payload["sub"]),
-                token_id=uuid.UUID(payload["jti"]),
+                user_id=_uuid(payload["sub"]),
+                token_id=_uuid(payload["jti"]),
                 type=expected,
-                expires_at=datetime.fromtimestamp(payload["exp"], UTC),
-                family_id=uuid.UUID(family) if family else None,
+                expires_at=_time(payload["exp"]),
+                family_id=None if family is None else _uuid(family),
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorized("The token has expired") from exc
-        except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError, OverflowError, OSError) as exc:
             raise Unauthorized("The token is not valid") from exc
+
+
+# PyJWT checks that these are numbers (and exp, nbf and iat against the clock), but 1e20 is a
+# number too: each must also be a time that a datetime can hold, or the token is not valid.
+_TIME_CLAIMS = frozenset({"exp", "iat", "nbf"})
+
+
+def _time(claim: object) -> datetime:
+    """A NumericDate claim as a time; OverflowError, ValueError, TypeError (or, on some
+    platforms, OSError) when it is none."""
+    if isinstance(claim, bool) or not isinstance(claim, int | float):
+        raise TypeError("a time claim must be a number")
+    return datetime.fromtimestamp(int(claim), UTC)
+
+
+def _uuid(claim: object) -> uuid.UUID:
+    """An id claim; ValueError or TypeError when it is not a UUID string (uuid.UUID(5) would
+    raise AttributeError)."""
+    if not isinstance(claim, str):
+        raise TypeError("an id claim must be a string")
+    return uuid.UUID(claim)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import sqlalchemy as sa
 from alembic import context
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
+from payflow.core.migrations import MIGRATION_LOCK_KEY
 from payflow.core.model_registry import metadata
 
 config = context.config
@@ -25,12 +27,27 @@ def _run(connection: Connection) -> None:
         context.run_migrations()
 
 
+async def _migration_lock(connection: AsyncConnection, *, take: bool) -> None:
+    """Take (waiting for it) or release payflow's migration lock on PostgreSQL; SQLite's is a
+    file lock taken around the whole upgrade (core/migrations.py)."""
+    if connection.dialect.name == "postgresql":
+        function = sa.func.pg_advisory_lock if take else sa.func.pg_advisory_unlock
+        await connection.execute(sa.select(function(MIGRATION_LOCK_KEY)))
+        # The lock belongs to the session, not to this transaction: ending it keeps the lock and
+        # leaves Alembic to begin (and commit) its own transaction, which reads the version
+        # only now that this process has its turn.
+        await connection.commit()
+
+
 async def _run_async(url: str) -> None:
     engine = create_async_engine(url)
     try:
         async with engine.connect() as connection:
+            await _migration_lock(connection, take=True)
             await connection.run_sync(_run)
             await connection.commit()
+            # If anything above fails, engine.dispose() closes the session, which unlocks.
+            await _migration_lock(connection, take=False)
     finally:
         await engine.dispose()
 

@@ -1,14 +1,14 @@
 """Gateway purchases (SPEC §7): reserve, open a Stripe Checkout session, hand back its URL.
 
 Three steps, because the gateway call must not happen inside a transaction:
-1. one transaction claims the idempotency key (PROCESSING), reserves the stock and writes the
-   PENDING order;
+1. one transaction claims the idempotency key (PROCESSING), checks the buyer's reservation caps
+   (orders/reservation_cap.py), reserves the stock and writes the PENDING order;
 2. the Checkout session is created (its Stripe idempotency key derives from the order id, so a
    retry can never open a second one);
 3. one transaction stores the session id and the response under the key — or, if the gateway
    failed, releases the reservation, marks the order FAILED and stores the 502.
 If the process dies between steps, the sweeper releases the reservation when it expires and frees
-the key.
+the key, from its idempotency record and from the order together (jobs/retention.py).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from payflow.core.context import AppContext
 from payflow.core.errors import DomainError, Forbidden, NotFound
 from payflow.core.idempotency import IdempotencyScope, StoredResponse
 from payflow.core.tables import utcnow
-from payflow.orders import repository
+from payflow.orders import repository, reservation_cap
 from payflow.orders.effects import Effects
 from payflow.orders.models import OrderStatus, PaymentMethod
 from payflow.orders.records import Order
@@ -78,6 +78,7 @@ async def buy_with_gateway(
         reserved.clear()
         if scope is not None and not await idempotency.claim(conn, scope, idempotency.PROCESSING):
             return await idempotency.existing(conn, scope)
+        await reservation_cap.check(conn, ctx.settings, buyer.id, quantity)
         now = utcnow()
         product = await stock.take_for_buyer(
             conn, product_id, quantity, buyer.id, reserve=True, now=now

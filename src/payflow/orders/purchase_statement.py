@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.core.driver import DriverPool
 from payflow.core.money import MAX_MINOR_UNITS
+from payflow.orders import repository
 from payflow.orders.models import OrderStatus, PaymentMethod
 from payflow.orders.records import Order
 from payflow.wallets.models import TransactionType
@@ -168,6 +169,8 @@ async def purchase(conn: AsyncConnection, request: PurchaseRequest) -> Purchase:
     except DBAPIError as exc:
         if is_refusal(exc):
             raise PurchaseRefused from None
+        if repository.is_key_held(exc):  # as in repository.insert_order
+            raise repository.key_held_error() from exc
         raise
     return _purchase(request, rows)
 

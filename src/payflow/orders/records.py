@@ -9,6 +9,10 @@ from typing import Any
 
 from payflow.orders.models import OrderStatus, PaymentMethod
 
+# The idempotency endpoint of POST /orders: the one scope whose keys orders also hold
+# (orders.idempotency_key, unique per buyer), so its records and those keys are released together.
+CREATE_ORDER_ENDPOINT = "orders.create"
+
 
 @dataclass(frozen=True, slots=True)
 class Order:

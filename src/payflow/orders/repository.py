@@ -3,19 +3,46 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.core.tables import utcnow
 from payflow.orders import state
+from payflow.orders.errors import IdempotencyKeyHeldByOrder
 from payflow.orders.models import OrderStatus, PaymentMethod, orders
 from payflow.orders.records import Order
 from payflow.products.models import products
 from payflow.wallets.models import wallets
+
+KEY_CONSTRAINT = "uq_orders_user_id_idempotency_key"
+# SQLite names the columns, not the constraint.
+_SQLITE_KEY_VIOLATION = "UNIQUE constraint failed: orders.user_id, orders.idempotency_key"
+# pg_advisory_xact_lock(namespace, key): the namespace keeps these locks apart from any other
+# advisory lock; two-int keys never collide with one-bigint keys.
+_BUYER_RESERVATIONS_LOCK = 0x70660001
+
+
+def is_key_held(exc: DBAPIError) -> bool:
+    """Whether an INSERT into orders failed only because another order of the same buyer holds
+    its idempotency key (and not for any other integrity reason)."""
+    if not isinstance(exc, IntegrityError):
+        return False
+    for candidate in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        if getattr(candidate, "constraint_name", None) == KEY_CONSTRAINT:
+            return True
+    return _SQLITE_KEY_VIOLATION in str(exc.orig)
+
+
+def key_held_error() -> IdempotencyKeyHeldByOrder:
+    return IdempotencyKeyHeldByOrder(
+        "An earlier order still holds this Idempotency-Key; retry later or use a new key"
+    )
 
 
 def _order(row: RowMapping) -> Order:
@@ -82,7 +109,15 @@ async def insert_order(
         "created_at": now,
         "updated_at": now,
     }
-    await conn.execute(sa.insert(orders).values(**values))
+    try:
+        await conn.execute(sa.insert(orders).values(**values))
+    except IntegrityError as exc:
+        # Only reachable when the key's idempotency record is gone while an order still holds
+        # the key (records are released and pruned together with the order's key, jobs/
+        # retention.py): a conflict to retry, never a 500.
+        if is_key_held(exc):
+            raise key_held_error() from exc
+        raise
     return _order(values)  # type: ignore[arg-type]
 
 
@@ -220,3 +255,59 @@ async def forget_idempotency_key(conn: AsyncConnection, order_id: uuid.UUID) -> 
     await conn.execute(
         sa.update(orders).where(orders.c.id == order_id).values(idempotency_key=None)
     )
+
+
+async def note_failure(conn: AsyncConnection, order_id: uuid.UUID, note: str) -> None:
+    """Add to an order's failure reason what went wrong after its last transition (a refund the
+    gateway refused), keeping the reason it already had."""
+    current = orders.c.failure_reason
+    await conn.execute(
+        sa.update(orders)
+        .where(orders.c.id == order_id)
+        .values(
+            failure_reason=sa.case(
+                (current.is_(None), note), else_=current + sa.literal("; ") + sa.literal(note)
+            ),
+            updated_at=utcnow(),
+        )
+    )
+
+
+async def clear_idempotency_keys(
+    conn: AsyncConnection, held: Sequence[tuple[uuid.UUID, str]]
+) -> int:
+    """Release (buyer id, key) pairs from the orders holding them, so that each key can place a
+    new order: called in the transaction that deletes the keys' idempotency records."""
+    if not held:
+        return 0
+    result = await conn.execute(
+        sa.update(orders)
+        .where(sa.tuple_(orders.c.user_id, orders.c.idempotency_key).in_(list(held)))
+        .values(idempotency_key=None)
+    )
+    return result.rowcount
+
+
+async def serialize_buyer_reservations(conn: AsyncConnection, buyer_id: uuid.UUID) -> None:
+    """Hold, until the transaction ends, a lock that one buyer's reservations take one at a time,
+    so that counting them and adding one is exact. PostgreSQL only: SQLite's single writer (BEGIN
+    IMMEDIATE) already serialises them. Taken before the product row lock, and by nothing else,
+    so it cannot take part in a deadlock."""
+    if conn.dialect.name != "postgresql":
+        return
+    key = int.from_bytes(buyer_id.bytes[:4], "big", signed=True)  # collisions only serialise
+    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_BUYER_RESERVATIONS_LOCK, key)))
+
+
+async def open_reservations(conn: AsyncConnection, buyer_id: uuid.UUID) -> tuple[int, int]:
+    """(orders, units) of the buyer's gateway orders that hold a reservation, all products."""
+    row = (
+        await conn.execute(
+            sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(orders.c.quantity), 0)).where(
+                orders.c.user_id == buyer_id,
+                orders.c.payment_method == PaymentMethod.GATEWAY.value,
+                orders.c.status.in_([s.value for s in state.RESERVING]),
+            )
+        )
+    ).one()
+    return int(row[0]), int(row[1])

@@ -11,6 +11,7 @@ from payflow.core.dependencies import ContextDep
 from payflow.core.errors import ValidationFailed
 from payflow.core.idempotency import IdempotencyKeyHeader, StoredResponse, json_response
 from payflow.core.ids import parse_path_id
+from payflow.core.json_body import JsonBodyRoute
 from payflow.core.pagination import (
     DEFAULT_LIMIT,
     CursorQuery,
@@ -23,24 +24,27 @@ from payflow.core.pagination import (
 from payflow.core.schemas import problem_responses
 from payflow.orders import gateway_service, repository, service
 from payflow.orders.models import OrderStatus, PaymentMethod
-from payflow.orders.records import Order
+from payflow.orders.records import CREATE_ORDER_ENDPOINT, Order
 from payflow.orders.schemas import CheckoutOut, CreateOrderRequest, OrderOut, RefundRequest
 from payflow.users.records import User
 
-router = APIRouter(prefix="/orders", tags=["orders"])
+router = APIRouter(prefix="/orders", tags=["orders"], route_class=JsonBodyRoute)
 
 _AUTH = ("UNAUTHORIZED", "ACCOUNT_DISABLED")
 _IDEMPOTENCY = ("IDEMPOTENCY_KEY_IN_USE", "IDEMPOTENCY_KEY_MISMATCH", "SERVICE_UNAVAILABLE")
 
 
-def _render(code: int) -> service.Render:
-    return lambda order: json_response(code, OrderOut.of(order))
+def _render(code: int, viewer: User) -> service.Render:
+    return lambda order: json_response(code, OrderOut.of(order, viewer.id))
 
 
 def _render_checkout(order: Order, url: str | None, session_id: str | None) -> StoredResponse:
+    # Only the buyer opens a checkout: the buyer is the viewer.
     return json_response(
         status.HTTP_201_CREATED,
-        CheckoutOut(order=OrderOut.of(order), checkout_url=url, session_id=session_id),
+        CheckoutOut(
+            order=OrderOut.of(order, order.user_id), checkout_url=url, session_id=session_id
+        ),
     )
 
 
@@ -64,6 +68,7 @@ def _order_key(header: str | None, body_key: str | None) -> str | None:
         "NOT_FOUND",
         "OUT_OF_STOCK",
         "PRODUCT_UNAVAILABLE",
+        "RESERVATION_LIMIT",
         "INSUFFICIENT_FUNDS",
         "WALLET_LOCKED",
         "RATE_LIMITED",
@@ -79,7 +84,7 @@ async def create_order(
 ) -> Response:
     key = _order_key(idempotency_key, body.idempotency_key)
     fingerprint = body.model_copy(update={"idempotency_key": None})
-    scope = idempotency.scope_for(user.id, "orders.create", key, fingerprint)
+    scope = idempotency.scope_for(user.id, CREATE_ORDER_ENDPOINT, key, fingerprint)
     if body.payment_method is PaymentMethod.GATEWAY:
         checkout = await gateway_service.buy_with_gateway(
             ctx,
@@ -98,20 +103,20 @@ async def create_order(
         body.product_id,
         body.quantity,
         scope,
-        _render(status.HTTP_201_CREATED),
+        _render(status.HTTP_201_CREATED, user),
         instance=request.url.path,
         request_id=request.state.request_id,
     )
     return response.to_http()
 
 
-def _page(orders: list[Order], limit: int) -> Page[OrderOut]:
+def _page(orders: list[Order], limit: int, viewer: User) -> Page[OrderOut]:
     shown = orders[:limit]
     next_cursor = (
         encode_time_cursor(shown[-1].created_at, shown[-1].id) if len(orders) > limit else None
     )
     return Page[OrderOut](
-        data=[OrderOut.of(order) for order in shown],
+        data=[OrderOut.of(order, viewer.id) for order in shown],
         meta=PageMeta(limit=limit, next_cursor=next_cursor),
     )
 
@@ -136,7 +141,7 @@ async def _list(
             after=after,
         )
     )
-    return _page(orders, limit)
+    return _page(orders, limit, user)
 
 
 StatusQuery = Query(default=None, alias="status", description="Only orders in this status")
@@ -177,7 +182,7 @@ async def list_my_sales(
 )
 async def get_order(order_id: str, user: CurrentUser, ctx: ContextDep) -> OrderOut:
     order = await service.get_order(ctx, user, parse_path_id(order_id, "Order"))
-    return OrderOut.of(order)
+    return OrderOut.of(order, user.id)
 
 
 @router.post(
@@ -210,7 +215,7 @@ async def refund_order(
         parsed,
         body.reason,
         scope,
-        _render(status.HTTP_200_OK),
+        _render(status.HTTP_200_OK, user),
         instance=request.url.path,
         request_id=request.state.request_id,
     )
@@ -244,7 +249,7 @@ async def cancel_order(
         user,
         parsed,
         scope,
-        _render(status.HTTP_200_OK),
+        _render(status.HTTP_200_OK, user),
         instance=request.url.path,
         request_id=request.state.request_id,
     )

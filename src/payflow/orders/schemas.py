@@ -43,7 +43,9 @@ class OrderOut(ResponseModel):
     payment_method: PaymentMethod
     status: OrderStatus
     failure_reason: str | None
-    stripe_session_id: str | None
+    stripe_session_id: str | None = Field(
+        description="The Checkout session id; shown to the order's buyer only (null for the merchant)"
+    )
     reservation_expires_at: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -51,7 +53,9 @@ class OrderOut(ResponseModel):
     failed_at: datetime | None
 
     @classmethod
-    def of(cls, order: Order) -> OrderOut:
+    def of(cls, order: Order, viewer_id: uuid.UUID) -> OrderOut:
+        """The order as `viewer_id` may see it. The Checkout session id goes to the buyer only:
+        it is the buyer's to pay with, and nobody else has a use for it."""
         return cls(
             id=order.id,
             user_id=order.user_id,
@@ -64,7 +68,7 @@ class OrderOut(ResponseModel):
             payment_method=order.payment_method,
             status=order.status,
             failure_reason=order.failure_reason,
-            stripe_session_id=order.stripe_session_id,
+            stripe_session_id=order.stripe_session_id if viewer_id == order.user_id else None,
             reservation_expires_at=order.reservation_expires_at,
             created_at=order.created_at,
             updated_at=order.updated_at,

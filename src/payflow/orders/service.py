@@ -24,7 +24,7 @@ from payflow.core.money import Money
 from payflow.core.tables import utcnow
 from payflow.orders import purchase_statement, repository
 from payflow.orders.effects import Effects
-from payflow.orders.errors import OrderStateConflict
+from payflow.orders.errors import OrderStateConflict, ReservationLimitExceeded
 from payflow.orders.models import OrderStatus, PaymentMethod
 from payflow.orders.records import Order
 from payflow.payments import repository as payments_repo
@@ -37,7 +37,13 @@ from payflow.wallets.models import TransactionType
 
 ORDER_REFERENCE = "ORDER"
 # Failures that leave a FAILED order behind (the product exists; the purchase could not be made).
-_RECORDED_FAILURES = (OutOfStock, InsufficientFunds, ProductUnavailable, WalletLocked)
+_RECORDED_FAILURES = (
+    OutOfStock,
+    InsufficientFunds,
+    ProductUnavailable,
+    WalletLocked,
+    ReservationLimitExceeded,
+)
 
 log = structlog.get_logger("payflow.orders")
 

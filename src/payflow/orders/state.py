@@ -12,6 +12,8 @@ from payflow.orders.errors import OrderStateConflict
 from payflow.orders.models import OrderStatus as S
 
 INITIAL = frozenset({S.PENDING, S.COMPLETED, S.FAILED})
+# Where a gateway order holds its reserved units (SPEC §7: until paid, failed, cancelled, expired).
+RESERVING = frozenset({S.PENDING, S.PAYMENT_PROCESSING})
 
 TRANSITIONS: dict[S, frozenset[S]] = {
     # checkout opened, stock reserved

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from payflow.core.errors import DomainError
+from payflow.core.errors import DomainError, ServiceUnavailable, ValidationFailed
 
 
 class PaymentGatewayError(DomainError):
@@ -43,3 +43,17 @@ AMOUNT_REFUSALS = frozenset({"amount_too_small", "amount_too_large"})
 class InvalidSignature(DomainError):
     code = "INVALID_SIGNATURE"
     title = "The webhook signature is missing, wrong or stale"
+
+
+class MalformedEvent(ValidationFailed):
+    """A correctly signed webhook whose envelope is not a Stripe event (no id, type or object):
+    only someone holding the signing secret can send one, and nothing acts on it."""
+
+    title = "The webhook is not a well-formed Stripe event"
+
+
+class WebhookNotProcessed(ServiceUnavailable):
+    """A verified event could not be processed now (rolled back, kept as unprocessed): 503, so
+    that Stripe delivers it again."""
+
+    title = "The event could not be processed now"

@@ -23,6 +23,7 @@ from payflow.payments.errors import (
     AMOUNT_REFUSALS,
     AmountRefusedByGateway,
     InvalidSignature,
+    MalformedEvent,
     PaymentGatewayError,
 )
 
@@ -32,6 +33,13 @@ WEBHOOK_TOLERANCE = 300
 
 log = structlog.get_logger("payflow.payments")
 T = TypeVar("T")
+
+
+class MalformedObject(ValueError):
+    """A Stripe object lacks a field payflow needs, or holds one of the wrong type."""
+
+
+PAYMENT_STATUSES = frozenset({"paid", "unpaid", "no_payment_required"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,15 +56,20 @@ class CheckoutSession:
 
     @classmethod
     def from_stripe(cls, data: Mapping[str, Any]) -> CheckoutSession:
+        """Raises MalformedObject for anything Stripe would never send: a verified event can
+        still carry it (whoever holds the signing secret), and it must not reach the database."""
+        payment_status = _text(data, "payment_status")
+        if payment_status not in PAYMENT_STATUSES:
+            raise MalformedObject(f"payment_status {payment_status!r} is not one of Stripe's")
         return cls(
-            id=str(data["id"]),
-            url=data.get("url"),
+            id=_text(data, "id"),
+            url=_optional_text(data, "url", 4096),
             payment_intent=_id_of(data.get("payment_intent")),
-            payment_status=str(data["payment_status"]),
-            status=data.get("status"),
-            amount_total=data.get("amount_total"),
-            currency=_upper(data.get("currency")),
-            client_reference_id=data.get("client_reference_id"),
+            payment_status=payment_status,
+            status=_optional_text(data, "status"),
+            amount_total=_optional_amount(data, "amount_total"),
+            currency=_upper(_optional_text(data, "currency", 3)),
+            client_reference_id=_optional_text(data, "client_reference_id"),
             metadata=_metadata(data.get("metadata")),
         )
 
@@ -105,17 +118,64 @@ class WebhookEvent:
         return CheckoutSession.from_stripe(self.data_object)
 
 
+# Stripe's ids and short strings fit in 255 characters; payflow's columns hold no more.
+MAX_TEXT = 255
+# Stripe's largest amount is 8 digits of minor units (99,999,999); anything beyond a BIGINT is
+# refused here, before arithmetic or the database meet it.
+MAX_AMOUNT = 2**63 - 1
+
+
+def _storable(value: str, name: str, max_length: int) -> str:
+    if len(value) > max_length:
+        raise MalformedObject(f"{name} is longer than {max_length} characters")
+    try:
+        value.encode()
+    except UnicodeEncodeError as exc:  # a lone surrogate, from a JSON escape
+        raise MalformedObject(f"{name} is not valid text") from exc
+    if "\x00" in value:
+        raise MalformedObject(f"{name} holds a NUL character")
+    return value
+
+
+def _optional_text(data: Mapping[str, Any], name: str, max_length: int = MAX_TEXT) -> str | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise MalformedObject(f"{name} is not a string")
+    return _storable(value, name, max_length)
+
+
+def _text(data: Mapping[str, Any], name: str) -> str:
+    value = _optional_text(data, name)
+    if value is None:
+        raise MalformedObject(f"{name} is missing")
+    return value
+
+
+def _optional_amount(data: Mapping[str, Any], name: str) -> int | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    # bool is an int in Python; Stripe never sends one for an amount.
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_AMOUNT:
+        raise MalformedObject(f"{name} is not an amount in minor units")
+    return value
+
+
 def _id_of(value: object) -> str | None:
     """An expandable field: an id, or the expanded object carrying one."""
-    if value is None or isinstance(value, str):
-        return value
+    if value is None:
+        return None
     if isinstance(value, Mapping):
-        return str(value["id"])
-    return str(getattr(value, "id", value))
+        value = value.get("id")
+    if not isinstance(value, str):
+        raise MalformedObject("an expandable field holds neither an id nor an object with one")
+    return _storable(value, "id", MAX_TEXT)
 
 
-def _upper(value: object) -> str | None:
-    return str(value).upper() if value is not None else None
+def _upper(value: str | None) -> str | None:
+    return value.upper() if value is not None else None
 
 
 def _metadata(value: object) -> dict[str, str]:
@@ -282,16 +342,23 @@ class StripeGateway:
             stripe.WebhookSignature.verify_header(
                 payload, sig_header, self._webhook_secret, tolerance
             )
+        except (stripe.SignatureVerificationError, ValueError) as exc:
+            # A body that is not UTF-8 fails inside the check with a ValueError.
+            raise InvalidSignature() from exc
+        try:
             data = json.loads(payload)
+            created = data["created"]
+            if isinstance(created, bool) or not isinstance(created, int):
+                raise MalformedObject("created is not a timestamp")
             return WebhookEvent(
-                id=str(data["id"]),
-                type=str(data["type"]),
-                created=int(data["created"]),
+                id=_text(data, "id"),
+                type=_text(data, "type"),
+                created=created,
                 data_object=dict(data["data"]["object"]),
             )
-        except (stripe.SignatureVerificationError, ValueError, KeyError, TypeError) as exc:
-            # UnicodeDecodeError and JSONDecodeError are ValueErrors.
-            raise InvalidSignature() from exc
+        except (MalformedObject, ValueError, KeyError, TypeError) as exc:
+            # JSONDecodeError is a ValueError; a non-object where an object belongs a TypeError.
+            raise MalformedEvent(f"The signed event is malformed: {exc}") from exc
 
     async def _call(self, operation: str, request: Awaitable[T]) -> T:
         try:

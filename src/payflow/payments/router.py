@@ -88,27 +88,24 @@ async def payment_success(
 async def payment_cancel(
     request: Request,
     ctx: ContextDep,
-    session_id: SessionQuery = None,
     order_id: Annotated[str | None, Query(max_length=64)] = None,
     token: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
     """Where Checkout sends a buyer who gave up: the pending order is cancelled as
-    POST /orders/{id}/cancel would. Identified by the session id, or by the order id with the
-    token payflow put in the cancel URL."""
-    if session_id:
-        order = await gateway_service.order_for_session(ctx, session_id)
-    elif order_id and token:
-        parsed = parse_path_id(order_id, "Order")
-        # As bytes: compare_digest refuses str holding non-ASCII characters (a 500, not a 404).
-        expected = gateway_service.cancel_token(ctx, parsed).encode()
-        if not hmac.compare_digest(token.encode(), expected):
-            raise NotFound("Order not found")
-        found = await ctx.db.read(lambda conn: orders_repo.get(conn, parsed))
-        if found is None:
-            raise NotFound("Order not found")
-        order = found
-    else:
+    POST /orders/{id}/cancel would. Only with the order id and the token payflow put in the
+    cancel URL: a session id is no proof of being the buyer (and a GET anyone can trigger
+    cross-site must need a secret the buyer alone was given)."""
+    if not (order_id and token):
         raise NotFound("Order not found")
+    parsed = parse_path_id(order_id, "Order")
+    # As bytes: compare_digest refuses str holding non-ASCII characters (a 500, not a 404).
+    expected = gateway_service.cancel_token(ctx, parsed).encode()
+    if not hmac.compare_digest(token.encode(), expected):
+        raise NotFound("Order not found")
+    found = await ctx.db.read(lambda conn: orders_repo.get(conn, parsed))
+    if found is None:
+        raise NotFound("Order not found")
+    order = found
     if order.status is OrderStatus.PENDING:
         try:
             order = await service.cancel(ctx, order, "CANCELLED: the buyer left the checkout")

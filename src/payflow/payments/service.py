@@ -14,13 +14,15 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.core.context import AppContext
+from payflow.core.errors import DomainError, ServiceUnavailable
 from payflow.orders import repository as orders_repo
 from payflow.orders.effects import Effects
 from payflow.orders.errors import OrderStateConflict
 from payflow.orders.models import OrderStatus, PaymentMethod
 from payflow.orders.records import Order
 from payflow.payments import repository
-from payflow.payments.gateway import CheckoutSession, WebhookEvent
+from payflow.payments.errors import WebhookNotProcessed
+from payflow.payments.gateway import CheckoutSession, MalformedObject, WebhookEvent
 from payflow.payments.settlement import fulfil, mark_processing, release
 
 log = structlog.get_logger("payflow.payments")
@@ -72,13 +74,25 @@ def _order_id(session: CheckoutSession) -> uuid.UUID | None:
     return None
 
 
+def _session_of(event: WebhookEvent) -> CheckoutSession | None:
+    try:
+        return event.checkout_session
+    except MalformedObject as exc:
+        log.warning(
+            "webhook.malformed_session", event_id=event.id, type=event.type, reason=str(exc)
+        )
+        return None
+
+
 async def _apply(conn: AsyncConnection, event: WebhookEvent, effects: Effects) -> str:
     if not await repository.record_event(conn, event.id, event.type, event.data_object):
         return "duplicate"
     handler = HANDLERS.get(event.type)
-    session = event.checkout_session
+    session = _session_of(event) if handler is not None else None
     outcome = "ignored"
-    if handler is not None and session is not None:
+    if handler is not None and session is None:
+        outcome = "malformed"
+    elif handler is not None and session is not None:
         order_id = _order_id(session)
         order = await orders_repo.lock(conn, order_id) if order_id else None
         if order is None or order.payment_method is not PaymentMethod.GATEWAY:
@@ -102,11 +116,40 @@ async def handle_webhook(ctx: AppContext, payload: bytes, signature: str | None)
         effects.end()
         return outcome
 
-    outcome = await ctx.db.transaction(work)
+    try:
+        outcome = await ctx.db.transaction(work)
+    except ServiceUnavailable:
+        raise
+    except Exception as error:  # whatever it is, Stripe must deliver the event again
+        await _keep_unprocessed(ctx, event, error)
+        raise WebhookNotProcessed(
+            "The event could not be processed now; deliver it again later"
+        ) from error
     await effects.apply(ctx)
     ctx.metrics.webhooks.labels(event.type, outcome).inc()
     log.info("webhook.processed", event_id=event.id, type=event.type, outcome=outcome)
     return outcome
+
+
+async def _keep_unprocessed(ctx: AppContext, event: WebhookEvent, error: Exception) -> None:
+    """Processing a verified event failed and was rolled back. It is answered 503, so Stripe
+    delivers it again (a 4xx would end in Stripe giving up on a paid order), and kept in the inbox
+    as unprocessed, so `payflow audit` sees what it announced and a redelivery takes it up."""
+    cause = error.code if isinstance(error, DomainError) else type(error).__name__
+    outcome = f"error:{cause}"
+    await ctx.db.transaction(
+        lambda conn: repository.record_failure(
+            conn, event.id, event.type, event.data_object, outcome
+        )
+    )
+    ctx.metrics.webhooks.labels(event.type, outcome).inc()
+    log.error(
+        "webhook.not_processed",
+        event_id=event.id,
+        type=event.type,
+        cause=cause,
+        exc_info=error,
+    )
 
 
 async def cancel(ctx: AppContext, order: Order, reason: str) -> Order:

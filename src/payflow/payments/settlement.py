@@ -24,6 +24,7 @@ from payflow.payments import repository
 from payflow.payments.gateway import CheckoutSession
 from payflow.products import stock
 from payflow.wallets import repository as wallets_repo
+from payflow.wallets.errors import BalanceLimitExceeded, WalletLocked
 from payflow.wallets.models import TransactionType
 
 ORDER_REFERENCE = "ORDER"
@@ -94,7 +95,9 @@ async def fulfil(
     conn: AsyncConnection, order: Order, session: CheckoutSession, effects: Effects
 ) -> str:
     """A payment for the order succeeded: complete it (reserved units sold, merchant credited),
-    or, if it cannot be honoured, refund the payment and say why."""
+    or, if it cannot be honoured, refund the payment and say why. It never raises for a payment
+    payflow cannot take: a verified payment always ends the order in a defined state (a webhook
+    that kept failing would leave a paid order PENDING)."""
     if order.status in (OrderStatus.COMPLETED, OrderStatus.REFUNDED):
         return "already_settled"
     paid, currency = session.amount_total, session.currency
@@ -110,17 +113,39 @@ async def fulfil(
             await _refund_payment(conn, order, session, paid, reason, effects)
         return "amount_mismatch"
 
+    try:
+        # A savepoint: if the merchant cannot be credited, the units taken here go back as well.
+        async with conn.begin_nested():
+            sold = await _sell_and_credit(conn, order, effects)
+    except (BalanceLimitExceeded, WalletLocked) as refused:
+        reason = f"MERCHANT_CANNOT_BE_CREDITED: {refused.detail}; the payment was refunded"
+        await _end_refunded(conn, order, session, reason, effects)
+        return "refunded_not_creditable"
+    if not sold:
+        reason = "OUT_OF_STOCK: paid after the reservation was released, and the stock is gone"
+        await _end_refunded(conn, order, session, reason, effects)
+        return "refunded_out_of_stock"
+    await _move(
+        conn,
+        order,
+        OrderStatus.COMPLETED,
+        effects,
+        stripe_payment_intent_id=session.payment_intent,
+        completed_at=utcnow(),
+    )
+    return "fulfilled"
+
+
+async def _sell_and_credit(conn: AsyncConnection, order: Order, effects: Effects) -> bool:
+    """Sell the order's units (its reservation, or — released meanwhile — the stock again if it
+    is there) and credit the merchant. False when the stock is gone."""
     if order.status in _HOLDING_RESERVATION:
         product = await stock.sell_reservation(conn, order.product_id, order.quantity)
     else:  # CANCELLED or FAILED: the reservation was released; take the units again if there
         taken = await stock.take_again(conn, order.product_id, order.quantity)
         if taken is None:
-            reason = "OUT_OF_STOCK: paid after the reservation was released, and the stock is gone"
-            await _move(conn, order, OrderStatus.REFUNDED, effects, failure_reason=reason)
-            await _refund_payment(conn, order, session, order.amount, reason, effects)
-            return "refunded_out_of_stock"
+            return False
         product = taken
-    effects.products.append((product.id, product.version))
     movement = await wallets_repo.change_balance(
         conn,
         Money(order.amount, order.currency),
@@ -131,13 +156,19 @@ async def fulfil(
         reference_type=ORDER_REFERENCE,
         reference_id=order.id,
     )
+    # Recorded only once both steps stood: a rolled-back savepoint leaves nothing to apply.
+    effects.products.append((product.id, product.version))
     effects.wallets.append(movement.wallet)
-    await _move(
-        conn,
-        order,
-        OrderStatus.COMPLETED,
-        effects,
-        stripe_payment_intent_id=session.payment_intent,
-        completed_at=utcnow(),
-    )
-    return "fulfilled"
+    return True
+
+
+async def _end_refunded(
+    conn: AsyncConnection, order: Order, session: CheckoutSession, reason: str, effects: Effects
+) -> None:
+    """A payment payflow cannot honour: the order ends REFUNDED (its reservation, if it still
+    held one, released) and the payment is refunded through the gateway."""
+    if order.status in _HOLDING_RESERVATION:
+        await release(conn, order, OrderStatus.REFUNDED, reason, effects)
+    else:
+        await _move(conn, order, OrderStatus.REFUNDED, effects, failure_reason=reason)
+    await _refund_payment(conn, order, session, order.amount, reason, effects)

@@ -2,7 +2,9 @@
 
 With STRIPE_SECRET_KEY set, payflow talks to Stripe (or to STRIPE_API_BASE). Without it, payflow
 serves the payments sandbox itself under /sandbox and talks to it through the same SDK code path,
-signing and verifying webhooks with STRIPE_WEBHOOK_SECRET or a secret made at start.
+signing and verifying webhooks with STRIPE_WEBHOOK_SECRET or a secret made at start. The sandbox
+accepts only the API key made for it at start (which payflow alone holds) and redirects browsers
+only under PUBLIC_URL.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from payflow.sandbox import SandboxConfig
 from payflow.sandbox.config import new_webhook_secret
 
 SANDBOX_PREFIX = "/sandbox"
-SANDBOX_API_KEY = "sk_test_payflow_sandbox"
 WEBHOOK_PATH = "/api/v1/webhooks/stripe"
 
 
@@ -30,6 +31,7 @@ def gateway_for(settings: Settings) -> tuple[StripeGateway, SandboxConfig | None
         webhook_url=public + WEBHOOK_PATH,
         public_base=public + SANDBOX_PREFIX,
         webhook_secret=settings.stripe_webhook_secret or new_webhook_secret(),
+        redirect_base=public,
     )
     api_base = settings.stripe_api_base or sandbox.public_base
-    return StripeGateway(SANDBOX_API_KEY, api_base, sandbox.webhook_secret), sandbox
+    return StripeGateway(sandbox.api_key, api_base, sandbox.webhook_secret), sandbox

@@ -1,5 +1,6 @@
-"""The sweeper: releases reservations whose checkout expired without any event, retries pending
-refunds, and frees idempotency keys whose first request died between its transactions.
+"""The sweeper: releases reservations whose checkout expired without any event, sends the gateway
+refunds that are due, frees idempotency keys whose first request died between its transactions,
+and deletes what is past its retention (jobs/retention.py).
 
 It runs inside every `payflow serve` process (every SWEEPER_INTERVAL_SECONDS); all its steps are
 conditional on the current state, so several processes sweeping at once are harmless.
@@ -9,25 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from payflow.core import idempotency
 from payflow.core.context import AppContext
-from payflow.core.errors import DomainError
 from payflow.core.tables import utcnow
+from payflow.jobs import retention
 from payflow.orders import repository as orders_repo
 from payflow.orders.effects import Effects
 from payflow.orders.models import OrderStatus
 from payflow.orders.records import Order
+from payflow.payments.errors import PaymentGatewayError
 from payflow.payments.gateway import CheckoutSession
 from payflow.payments.refunds import send_pending_refunds
 from payflow.payments.settlement import fulfil, mark_processing, release
 
-STALE_IDEMPOTENCY = timedelta(minutes=5)
 BATCH = 100
 
 log = structlog.get_logger("payflow.sweeper")
@@ -38,6 +38,7 @@ class SweepReport:
     released: int
     refunds_sent: int
     keys_freed: int
+    pruned: int
 
 
 def _is_expired(order: Order | None) -> bool:
@@ -53,17 +54,21 @@ async def _expire(ctx: AppContext, order_id: uuid.UUID) -> Order | None:
     """End one reservation whose checkout should have expired. The session is expired at the
     gateway first: if it was in fact completed (paid in time, its event late), the order is
     settled from the session instead, as the event would; if the gateway cannot say, the order
-    waits for the next round rather than risk cancelling a paid order."""
+    waits for the next round rather than risk cancelling a paid order. A session the gateway does
+    not know (404) can never be paid: the reservation is released."""
     order = await ctx.db.read(lambda conn: orders_repo.get(conn, order_id))
     if order is None or not _is_expired(order):
         return None
     session: CheckoutSession | None = None
+    reason = "EXPIRED: checkout expired without payment"
     if order.stripe_session_id:
         try:
             session = await ctx.gateway.expire_session(order.stripe_session_id)
-        except DomainError as exc:
-            log.info("sweeper.gateway_unavailable", order_id=str(order.id), error=exc.detail)
-            return None
+        except PaymentGatewayError as exc:
+            if exc.http_status != 404:
+                log.info("sweeper.gateway_unavailable", order_id=str(order.id), error=exc.detail)
+                return None
+            reason = "EXPIRED: the gateway does not know the checkout session"
     effects = Effects()
 
     async def work(conn: AsyncConnection) -> Order | None:
@@ -77,7 +82,6 @@ async def _expire(ctx: AppContext, order_id: uuid.UUID) -> Order | None:
                 else:
                     await mark_processing(conn, current, effects)
             else:
-                reason = "EXPIRED: checkout expired without payment"
                 released = await release(conn, current, OrderStatus.CANCELLED, reason, effects)
         effects.end()
         return released
@@ -87,18 +91,48 @@ async def _expire(ctx: AppContext, order_id: uuid.UUID) -> Order | None:
     return released
 
 
-async def sweep_once(ctx: AppContext) -> SweepReport:
+async def _expire_reservations(ctx: AppContext) -> int:
+    """Each order in its own transaction: one that fails is logged and skipped, the rest go on."""
     expired = await ctx.db.read(
         lambda conn: orders_repo.expired_reservations(conn, utcnow(), BATCH)
     )
-    released = [order for order in [await _expire(ctx, order_id) for order_id in expired] if order]
-    refunds = await send_pending_refunds(ctx)
-    freed = await ctx.db.transaction(
-        lambda conn: idempotency.release_stale(conn, STALE_IDEMPOTENCY)
-    )
+    released = 0
+    for order_id in expired:
+        try:
+            if await _expire(ctx, order_id) is not None:
+                released += 1
+        except Exception as exc:  # one order must never stall the sweep of the others
+            log.error(
+                "sweeper.order_failed",
+                order_id=str(order_id),
+                error_type=type(exc).__name__,
+                exc_info=exc,
+            )
+    return released
+
+
+async def _duty(name: str, step: Callable[[], Awaitable[int]]) -> int:
+    """Run one of the sweeper's duties; a failure is logged and the other duties still run."""
+    try:
+        return await step()
+    except Exception as exc:
+        log.error("sweeper.duty_failed", duty=name, error_type=type(exc).__name__, exc_info=exc)
+        return 0
+
+
+async def sweep_once(ctx: AppContext) -> SweepReport:
+    released = await _duty("expire_reservations", lambda: _expire_reservations(ctx))
+    refunds = await _duty("send_refunds", lambda: send_pending_refunds(ctx))
+    freed = await _duty("release_stale_keys", lambda: retention.release_stale_keys(ctx))
+    pruned = await _duty("prune_expired", lambda: _prune(ctx))
     if released or refunds or freed:
-        log.info("sweeper.swept", released=len(released), refunds_sent=refunds, keys_freed=freed)
-    return SweepReport(released=len(released), refunds_sent=refunds, keys_freed=freed)
+        log.info("sweeper.swept", released=released, refunds_sent=refunds, keys_freed=freed)
+    return SweepReport(released=released, refunds_sent=refunds, keys_freed=freed, pruned=pruned)
+
+
+async def _prune(ctx: AppContext) -> int:
+    report = await retention.prune_expired(ctx)
+    return report.idempotency_records + report.refresh_tokens + report.webhook_events
 
 
 async def run_forever(ctx: AppContext, interval: float) -> None:

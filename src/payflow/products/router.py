@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from payflow.auth.dependencies import MerchantUser
 from payflow.core.dependencies import ContextDep
+from payflow.core.json_body import JsonBodyRoute
 from payflow.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, Page
 from payflow.core.schemas import problem_responses
 from payflow.products import service
@@ -24,7 +25,7 @@ from payflow.products.schemas import (
     product_json,
 )
 
-router = APIRouter(prefix="/products", tags=["products"])
+router = APIRouter(prefix="/products", tags=["products"], route_class=JsonBodyRoute)
 
 _JSON = "application/json"
 _AS_MERCHANT = ("UNAUTHORIZED", "ACCOUNT_DISABLED", "FORBIDDEN")

@@ -1,7 +1,7 @@
 """The Stripe HTTP API under /v1, for the calls payflow makes, as the official SDK speaks it.
 
 Every call: the fault switch first (an outage answers before anything else), then
-`Authorization: Bearer sk_test_...`, then form-encoded bracket parameters; POSTs honour
+`Authorization: Bearer <the sandbox's own key>` (SandboxConfig.api_key), then form-encoded bracket parameters; POSTs honour
 `Idempotency-Key`. Responses are Stripe's JSON objects with `Request-Id` and `Stripe-Version`.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hmac
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -26,7 +27,6 @@ from payflow.sandbox.idempotency import fingerprint
 from payflow.sandbox.objects import RequestInfo, new_id
 from payflow.sandbox.runtime import Sandbox
 
-TEST_KEY_PREFIX = "sk_test_"
 EXPANDABLE = frozenset({"payment_intent"})
 
 Operation = Callable[[Mapping[str, Any], RequestInfo], dict[str, Any]]
@@ -72,7 +72,9 @@ def _mask(key: str) -> str:
     return key[:8] + "*" * max(len(key) - 12, 0) + key[-4:] if len(key) > 12 else "*" * len(key)
 
 
-def authenticate(request: Request) -> str:
+def authenticate(request: Request, expected: str) -> str:
+    """The request's secret key, which must be `expected` (the one key the sandbox was given):
+    any other, even a well-formed test key, is refused as Stripe refuses an unknown key."""
     header = request.headers.get("authorization", "")
     scheme, _, credentials = header.partition(" ")
     key = ""
@@ -90,7 +92,8 @@ def authenticate(request: Request) -> str:
             "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
             "YOUR_SECRET_KEY').",
         )
-    if not key.startswith(TEST_KEY_PREFIX) or len(key) == len(TEST_KEY_PREFIX):
+    # As bytes: compare_digest refuses str holding non-ASCII characters.
+    if not hmac.compare_digest(key.encode(), expected.encode()):
         raise StripeApiError(401, f"Invalid API Key provided: {_mask(key)}")
     return key
 
@@ -103,7 +106,7 @@ class StripeApi:
 
     async def call(self, request: Request, operation: Operation) -> Response:
         await self._maybe_fail()
-        api_key = authenticate(request)
+        api_key = authenticate(request, self.sandbox.config.api_key)
         if request.method == "GET":
             params = parse_form(request.url.query)
             result = operation(params, RequestInfo(request_id_of(request)))

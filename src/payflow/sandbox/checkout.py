@@ -38,6 +38,7 @@ _SESSION_PARAMS = frozenset(
     }
 )
 _CURRENCY = re.compile(r"^[a-z]{3}$")
+_PLAIN_URL = re.compile(r"[!-\[\]-~]+")  # printable ASCII but the backslash, no spaces
 MAX_METADATA_KEYS = 50
 
 
@@ -94,6 +95,33 @@ def parse_new_session(
         ),
         expires_at=_expires_at(params.get("expires_at"), now, min_expires_in, max_expires_in),
     )
+
+
+def check_redirects(new: NewSession, redirect_base: str) -> None:
+    """The sandbox sends browsers only under `redirect_base` (payflow's PUBLIC_URL): any other
+    success_url or cancel_url would make its hosted page an open redirect on that origin."""
+    for name, url in (("success_url", new.success_url), ("cancel_url", new.cancel_url)):
+        if url is not None and not is_under(url, redirect_base):
+            raise parameter_invalid(
+                name,
+                f"The payments sandbox redirects only to URLs under {redirect_base}; "
+                f"{name} is not one.",
+                "url_invalid",
+            )
+
+
+def is_under(url: str, base: str) -> bool:
+    """Same scheme, host and port as `base`, and a path at or below its path. Anything a
+    browser might read differently from urlsplit (spaces, control or non-ASCII characters,
+    backslashes) is refused rather than interpreted."""
+    if not _PLAIN_URL.fullmatch(url):
+        return False
+    target, root = urlsplit(url), urlsplit(base)
+    if (target.scheme, target.netloc.lower()) != (root.scheme, root.netloc.lower()):
+        return False
+    prefix = root.path.rstrip("/")
+    path = target.path or "/"
+    return path == prefix or path.startswith(prefix + "/")
 
 
 def check_known(

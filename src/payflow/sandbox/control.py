@@ -1,7 +1,8 @@
 """The sandbox's control API under /_sandbox: not Stripe's, for tests and operators.
 
-No authentication: it exists only where the sandbox is mounted, which payflow does only when the
-sandbox stands in for Stripe. It lists events and their deliveries, re-delivers an event (several
+It answers only to the sandbox's own API key (Bearer, as the Stripe API does): whoever may not
+use the sandbox as payflow does may not turn its webhooks off, arm its faults or pay for a buyer
+either. It lists events and their deliveries, re-delivers an event (several
 copies at once for duplicate-delivery tests), acts as the buyer without a browser, expires a
 session (optionally without announcing it, as if the event were lost), switches webhook delivery
 off and on, and arms the fault switch of the Stripe API.
@@ -12,8 +13,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
 
+from payflow.sandbox.api import authenticate
 from payflow.sandbox.errors import StripeApiError, resource_missing
 from payflow.sandbox.faults import FaultMode
 from payflow.sandbox.objects import Event
@@ -29,7 +31,11 @@ def _delivery(delivery: Delivery) -> dict[str, Any]:
 def build_control_router(sandbox: Sandbox) -> APIRouter:
     store = sandbox.store
     webhooks = sandbox.webhooks
-    router = APIRouter(prefix="/_sandbox")
+
+    def operator(request: Request) -> None:
+        authenticate(request, sandbox.config.api_key)
+
+    router = APIRouter(prefix="/_sandbox", dependencies=[Depends(operator)])
 
     def summary(event: Event) -> dict[str, Any]:
         return {

@@ -12,14 +12,21 @@ whatever host name and mount prefix the browser used to reach it.
   303 to success_url (as Stripe does for async methods), then `async_payment_failed`.
   (A card declined at once never leaves Stripe's page and sends no checkout event.)
 - Cancel: 303 to cancel_url; the session stays open, as Stripe's back link leaves it.
+
+Every button's form carries a token bound to its session (an HMAC of the session id under a
+secret made at start), and a POST without the right one, or that the browser says came from
+another site (`Sec-Fetch-Site`), is refused with 403 and changes nothing: another site cannot
+make a buyer's browser pay, decline or cancel (whose redirect carries payflow's cancel token).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from html import escape
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from payflow.sandbox.currencies import format_amount
@@ -95,25 +102,46 @@ def _items(session: CheckoutSession) -> str:
     )
 
 
-def _button(session: CheckoutSession, action: str, label: str, *, primary: bool = False) -> str:
+CSRF_FIELD = "csrf_token"
+
+
+def form_token(secret: bytes, session_id: str) -> str:
+    """The token the session's forms carry: only a page the sandbox served can know it."""
+    return hmac.new(secret, f"checkout-form:{session_id}".encode(), hashlib.sha256).hexdigest()
+
+
+async def _form_is_genuine(request: Request, secret: bytes, session_id: str) -> bool:
+    # Browsers name the site a request came from; when one says "another", that is final.
+    if request.headers.get("sec-fetch-site", "same-origin") != "same-origin":
+        return False
+    fields = parse_qs((await request.body()).decode("latin-1"))
+    sent = fields.get(CSRF_FIELD, [""])[0]
+    # As bytes: compare_digest refuses str holding non-ASCII characters.
+    return hmac.compare_digest(sent.encode(), form_token(secret, session_id).encode())
+
+
+def _button(
+    session: CheckoutSession, token: str, action: str, label: str, *, primary: bool = False
+) -> str:
     css = ' class="primary"' if primary else ""
     return (
         f'<form method="post" action="{escape(session.id)}/{action}">'
+        f'<input type="hidden" name="{CSRF_FIELD}" value="{escape(token)}">'
         f'<button type="submit" id="{action}"{css}>{escape(label)}</button></form>'
     )
 
 
-def checkout_page(session: CheckoutSession) -> HTMLResponse:
+def checkout_page(session: CheckoutSession, token: str) -> HTMLResponse:
     if session.status is not SessionStatus.OPEN:
         return status_page(session)
     total = format_amount(session.amount_total, session.currency)
     buttons = [
-        _button(session, "pay", f"Pay {total}", primary=True),
-        _button(session, "pay-later", "Pay later (async)"),
-        _button(session, "decline", "Decline"),
+        _button(session, token, "pay", f"Pay {total}", primary=True),
+        _button(session, token, "pay-later", "Pay later (async)"),
+        _button(session, token, "decline", "Decline"),
     ]
     if session.cancel_url:
-        buttons.append(_button(session, "cancel", "Cancel and return"))
+        buttons.append(_button(session, token, "cancel", "Cancel and return"))
     body = (
         f'<h1 id="status">Pay {total}</h1>\n{_items(session)}\n'
         + "\n".join(buttons)
@@ -144,6 +172,14 @@ def not_found_page() -> HTMLResponse:
     return _page("Not found", '<h1 id="status">Checkout session not found</h1>', status=404)
 
 
+def refused_page() -> HTMLResponse:
+    body = (
+        '<h1 id="status">This form was not sent from the checkout page</h1>\n'
+        "<p>Nothing was paid or changed. Open the checkout page again and use its buttons.</p>"
+    )
+    return _page("Refused", body, status=403)
+
+
 def build_hosted_router(sandbox: Sandbox) -> APIRouter:
     store = sandbox.store
     router = APIRouter(prefix="/checkout")
@@ -158,20 +194,22 @@ def build_hosted_router(sandbox: Sandbox) -> APIRouter:
         if session is None:
             return not_found_page()
         if session.status is SessionStatus.OPEN:
-            return checkout_page(session)
+            return checkout_page(session, form_token(sandbox.form_secret, session.id))
         return status_page(session, intent_status(session))
 
     @router.post("/{session_id}/cancel")
-    async def cancel(session_id: str) -> Response:
+    async def cancel(request: Request, session_id: str) -> Response:
         session = store.find_session(session_id)
         if session is None:
             return not_found_page()
+        if not await _form_is_genuine(request, sandbox.form_secret, session.id):
+            return refused_page()
         if session.status is not SessionStatus.OPEN or not session.cancel_url:
             return status_page(session, intent_status(session), status=409)
         return RedirectResponse(session.cancel_url, status_code=303)
 
     @router.post("/{session_id}/{action}")
-    async def act(session_id: str, action: str) -> Response:
+    async def act(request: Request, session_id: str, action: str) -> Response:
         try:
             outcome = Outcome(action)
         except ValueError:
@@ -179,6 +217,8 @@ def build_hosted_router(sandbox: Sandbox) -> APIRouter:
         session = store.find_session(session_id)
         if session is None:
             return not_found_page()
+        if not await _form_is_genuine(request, sandbox.form_secret, session.id):
+            return refused_page()
         try:
             sandbox.checkout(session_id, outcome)
         except StripeApiError:  # no longer open: say what became of it

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from collections.abc import Callable
 
@@ -37,6 +38,7 @@ class Sandbox:
         )
         self.store = SandboxStore(
             public_base=config.public_base,
+            redirect_base=config.redirect_base,
             min_expires_in=config.min_expires_in,
             max_expires_in=config.max_expires_in,
             publish=self.webhooks.enqueue,
@@ -44,6 +46,8 @@ class Sandbox:
         )
         self.faults = FaultSwitch()
         self.idempotency = IdempotencyCache()
+        # Signs the hosted page's forms (hosted.py): made at start, never leaves the process.
+        self.form_secret = secrets.token_bytes(32)
         self._sweeper: asyncio.Task[None] | None = None
         self._timers: set[asyncio.Task[None]] = set()
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from payflow.sandbox.checkout import (
     check_known,
+    check_redirects,
     integer,
     metadata,
     optional_string,
@@ -56,12 +57,14 @@ class SandboxStore:
         self,
         *,
         public_base: str,
+        redirect_base: str,
         min_expires_in: int,
         max_expires_in: int,
         publish: Callable[[Event], None],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.public_base = public_base
+        self.redirect_base = redirect_base
         self.min_expires_in = min_expires_in
         self.max_expires_in = max_expires_in
         self._publish = publish
@@ -81,6 +84,7 @@ class SandboxStore:
         new = parse_new_session(
             params, now=now, min_expires_in=self.min_expires_in, max_expires_in=self.max_expires_in
         )
+        check_redirects(new, self.redirect_base)
         session = CheckoutSession(
             id=new_id("cs_test"),
             created=now,

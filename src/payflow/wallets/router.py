@@ -12,6 +12,7 @@ from payflow.auth.rate_limits import WITHDRAWAL_LIMITS
 from payflow.core import idempotency
 from payflow.core.dependencies import ContextDep
 from payflow.core.idempotency import IdempotencyKeyHeader, StoredResponse, json_response
+from payflow.core.json_body import JsonBodyRoute
 from payflow.core.pagination import (
     DEFAULT_LIMIT,
     CursorQuery,
@@ -27,7 +28,7 @@ from payflow.wallets.models import TransactionType
 from payflow.wallets.records import Movement, Wallet
 from payflow.wallets.schemas import MoneyMovementRequest, MovementOut, TransactionOut, WalletOut
 
-router = APIRouter(prefix="/wallet", tags=["wallet"])
+router = APIRouter(prefix="/wallet", tags=["wallet"], route_class=JsonBodyRoute)
 
 _MOVEMENT_PROBLEMS = problem_responses(
     "UNAUTHORIZED",
