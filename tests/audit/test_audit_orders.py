@@ -48,7 +48,7 @@ async def test_all_invariants_hold_after_purchases_and_refunds(
     ctx: AppContext = app.state.context
     report = await run_audit(ctx.db)
     assert report.ok, report.as_text()
-    assert {r.invariant for r in report.results} == {1, 2, 3, 4, 5, 6}
+    assert {r.invariant for r in report.results} == {1, 2, 3, 4, 5, 6, 7}
 
 
 async def test_an_order_without_its_ledger_rows_is_named(
