@@ -275,6 +275,16 @@ class Live:
         )
         return [dict(row._mapping) for row in rows]
 
+    async def refund_settled(self, order_id: str, within: float = WAIT_SECONDS) -> dict[str, Any]:
+        """The order's gateway refund row, once it is no longer PENDING."""
+        deadline = time.monotonic() + within
+        while True:
+            [row] = await self.refund_rows(order_id)
+            if row["status"] != "PENDING":
+                return row
+            assert time.monotonic() < deadline, f"the refund never ended: {row}"
+            await asyncio.sleep(0.05)
+
     async def ledger_rows(self, order_id: str) -> list[tuple[str, str]]:
         """(wallet owner id, type) of every ledger row that references the order."""
         rows = await self._all(

@@ -39,16 +39,6 @@ async def _completed_gateway_order(live: Live) -> tuple[Any, Any, str, str]:
     return merchant, buyer, body["order"]["id"], intent
 
 
-async def _settled(live: Live, order_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 10
-    while True:
-        [row] = await live.refund_rows(order_id)
-        if row["status"] != "PENDING":
-            return row
-        assert time.monotonic() < deadline, f"the refund never ended: {row}"
-        await asyncio.sleep(0.05)
-
-
 def test_the_wait_between_attempts_doubles_up_to_its_cap() -> None:
     waits = [retry_delay(attempt, 30, 3600).total_seconds() for attempt in range(1, 10)]
 
@@ -64,7 +54,7 @@ async def test_a_refund_stripe_refuses_for_good_ends_failed_with_its_reason(live
     refunded = await live.api.post(f"/orders/{order_id}/refund", headers=merchant.headers)
 
     assert refunded.status_code == 200, refunded.text
-    row = await _settled(live, order_id)
+    row = await live.refund_settled(order_id)
     assert row["status"] == "FAILED"
     assert "charge_already_refunded" in row["last_error"]
     assert row["attempts"] == 1
@@ -113,7 +103,7 @@ async def test_a_refund_the_gateway_keeps_failing_waits_longer_after_each_attemp
 
     cleared = await live.control.delete("/faults")
     assert cleared.status_code == 200
-    assert (await _settled(live, order_id))["status"] == "SUCCEEDED"
+    assert (await live.refund_settled(order_id))["status"] == "SUCCEEDED"
     assert [refund.amount for refund in live.sandbox_refunds(intent)] == [1250]
     await live.audit_ok()
 

@@ -9,8 +9,6 @@ nobody else's abandoned reservation was released either.
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from datetime import timedelta
 
@@ -40,16 +38,6 @@ async def _set_reserved(live: Live, product_id: str, units: int) -> None:
     await live.db.transaction(work)
 
 
-async def _refund_sent(live: Live, order_id: str) -> dict[str, object]:
-    deadline = time.monotonic() + 10
-    while True:
-        [row] = await live.refund_rows(order_id)
-        if row["status"] != "PENDING":
-            return row
-        assert time.monotonic() < deadline, f"the refund was not sent: {row}"
-        await asyncio.sleep(0.05)
-
-
 async def test_a_payment_the_merchants_wallet_cannot_take_is_refunded_not_left_pending(
     live: Live,
 ) -> None:
@@ -66,7 +54,7 @@ async def test_a_payment_the_merchants_wallet_cannot_take_is_refunded_not_left_p
     event = await live.event(session_id, COMPLETED)
     await live.wait_for_delivery(event["id"])  # acknowledged with a 2xx: Stripe stops retrying
     assert await live.inbox(event["id"]) == ["refunded_not_creditable"]
-    assert (await _refund_sent(live, order_id))["status"] == "SUCCEEDED"
+    assert (await live.refund_settled(order_id))["status"] == "SUCCEEDED"
     intent = (await live.session(session_id))["payment_intent"]
     assert [refund.amount for refund in live.sandbox_refunds(intent)] == [1250]
     assert await live.balance(merchant) == MAXIMUM
@@ -96,7 +84,7 @@ async def test_the_sweeper_settles_that_payment_and_still_releases_everyone_else
 
     assert refunded["failureReason"].startswith("MERCHANT_CANNOT_BE_CREDITED")
     assert cancelled["failureReason"].startswith("EXPIRED")
-    assert (await _refund_sent(live, paid["order"]["id"]))["status"] == "SUCCEEDED"
+    assert (await live.refund_settled(paid["order"]["id"]))["status"] == "SUCCEEDED"
     assert await live.stock(rich_product["id"]) == (2, 0)
     assert await live.stock(other_product["id"]) == (2, 0)
     await live.audit_ok()
