@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
@@ -211,7 +211,11 @@ def extreme_claims() -> st.SearchStrategy[tuple[str, object]]:
 
 
 def signed_token(
-    config: Settings, user_id: str, *, refresh: bool = False, **overrides: object
+    config: Settings,
+    user_id: str,
+    overrides: Mapping[str, object],
+    *,
+    refresh: bool = False,
 ) -> str:
     """A token as payflow signs one (right key, algorithm, type, issuer and audience), with
     `overrides` in its claims."""

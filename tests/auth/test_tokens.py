@@ -182,9 +182,9 @@ async def test_a_signed_token_whose_claim_is_no_time_or_id_is_401(
     not strings: correctly signed, still refused, as an access token and as a refresh token."""
     config = app.state.context.settings
     account = await register(client)
-    access = signed_token(config, account.id, **{claim: value})
+    access = signed_token(config, account.id, {claim: value})
     assert_problem(await _me(client, access), 401, "UNAUTHORIZED")
-    refresh = signed_token(config, account.id, refresh=True, **{claim: value})
+    refresh = signed_token(config, account.id, {claim: value}, refresh=True)
     response = await client.post("/auth/refresh", json={"refreshToken": refresh})
     assert_problem(response, 401, "UNAUTHORIZED")
     # Nothing was revoked: the account's own refresh token still works.

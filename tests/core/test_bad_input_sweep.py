@@ -443,8 +443,8 @@ def _header_probes(world: World, op: Operation, base: Probe) -> Iterator[Probe]:
 def _crafted_tokens(world: World, *, refresh: bool) -> Iterator[tuple[str, object, str]]:
     """(claim, value, token): the USER's tokens, correctly signed, with one crafted claim."""
     for claim, value in TOKEN_CLAIMS:
-        overrides = {claim: value}
-        yield claim, value, signed_token(world.config, world.user_id, refresh=refresh, **overrides)
+        token = signed_token(world.config, world.user_id, {claim: value}, refresh=refresh)
+        yield claim, value, token
 
 
 def _fill(world: World, template: str, overrides: dict[str, str]) -> str:

@@ -34,6 +34,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from schemathesis.core import NotSet
+from schemathesis.core.failures import AcceptedNegativeData, Failure
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.engine import Status, events
 from schemathesis.engine import from_schema as engine_for
@@ -197,14 +198,29 @@ def _independent(context: Any, case: schemathesis.Case[Any]) -> schemathesis.Cas
     return case
 
 
-def _negated(context: Any, case: schemathesis.Case[Any]) -> bool:
-    """Whether a case is what it claims to be. Schemathesis (4.x) may "negate" an optional body by
-    leaving it out, which makes a valid request; such a case is dropped, not sent."""
+def _omits_an_optional_body(case: schemathesis.Case[Any]) -> bool:
+    """Whether a "negative" case's only negation is leaving an optional body out: a valid request,
+    which Schemathesis (4.x) may make."""
     meta = case.meta
     if meta is None or not meta.generation.mode.is_negative:
-        return True
+        return False
     negated = {location for location, info in meta.components.items() if info.mode.is_negative}
-    return not (negated == {ParameterLocation.BODY} and isinstance(case.body, NotSet))
+    return negated == {ParameterLocation.BODY} and isinstance(case.body, NotSet)
+
+
+def _negated(context: Any, case: schemathesis.Case[Any]) -> bool:
+    """Whether a case is what it claims to be; one that only leaves an optional body out is
+    dropped, not sent."""
+    return not _omits_an_optional_body(case)
+
+
+def _real_failure(
+    context: Any, failure: Failure, case: schemathesis.Case[Any], response: Any
+) -> bool:
+    """Whether a failure is the API's. In the fuzzing phase a case can be marked negative for its
+    left-out body only after the case filters ran (seen with an optional refund body): its
+    acceptance is then right, not a failure. Every other check on it still counts."""
+    return not (isinstance(failure, AcceptedNegativeData) and _omits_an_optional_body(case))
 
 
 def _failures(stream: Iterator[events.EngineEvent]) -> tuple[list[str], set[str]]:
@@ -251,6 +267,7 @@ def test_schemathesis_finds_nothing_wrong(world: World, swap_roles: bool) -> Non
     )
     schema.hook("map_case")(_independent)
     schema.hook("filter_case")(_negated)
+    schema.hook("filter_failure")(_real_failure)
 
     failures, phases = _failures(iter(engine_for(schema).execute()))
 
@@ -351,7 +368,7 @@ def _crafted_request(
         request["params"] = {"cursor": data.draw(bad_cursors(), label="cursor")}
         return target, {**request, "status": 400, "field": "cursor"}
     claim, value = data.draw(extreme_claims(), label="claim")
-    token = signed_token(world.config, world.user_id, **{claim: value})
+    token = signed_token(world.config, world.user_id, {claim: value})
     headers["Authorization"] = f"Bearer {token}"
     return target, {**request, "status": 401}
 

@@ -53,6 +53,8 @@ def test_numbers_with_a_fraction_or_exponent_keep_their_text() -> None:
         rb'"\\\ud800"',  # an escaped backslash, then a surrogate
         b'"\xed\xa0\x80"',  # a surrogate encoded as (invalid) UTF-8
         b'"\xff"',  # not UTF-8
+        '"x"'.encode("utf-16"),  # UTF-16, with its byte-order mark
+        b'\xef\xbb\xbf"x"',  # UTF-8 with a byte-order mark
     ],
 )
 def test_lone_surrogates_and_non_utf8_are_not_json(raw: bytes) -> None:

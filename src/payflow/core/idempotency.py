@@ -91,7 +91,7 @@ def request_fingerprint(endpoint: str, payload: Any) -> str:
 def validate_key(key: str | None) -> str | None:
     if key is None:
         return None
-    if not _KEY_PATTERN.match(key):
+    if not _KEY_PATTERN.fullmatch(key):
         raise ValidationFailed(
             "The Idempotency-Key header must be 1..255 printable ASCII characters",
             errors=[{"in": "header", "field": "Idempotency-Key", "message": "invalid key"}],

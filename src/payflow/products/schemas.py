@@ -30,7 +30,17 @@ def _named(value: str) -> str:
 
 
 StorableText = Annotated[str, AfterValidator(_storable)]
-ProductName = Annotated[StorableText, Field(min_length=1, max_length=200), AfterValidator(_named)]
+# A character str.strip() keeps, spelled out: JSON Schema's \s is not Python's whitespace ("\x1e"
+# is blank to `_named`, not to \s), and the document must refuse exactly the names `_named` does.
+# (Python has no whitespace beyond the BMP.)
+_NOT_BLANK = "[^{}]".format(
+    "".join(f"\\u{code:04x}" for code in range(0x10000) if chr(code).isspace())
+)
+ProductName = Annotated[
+    StorableText,
+    Field(min_length=1, max_length=200, json_schema_extra={"pattern": _NOT_BLANK}),
+    AfterValidator(_named),
+]
 Description = Annotated[StorableText, Field(max_length=5000)]
 # Strict: "5", 5.0 and true are not unit counts.
 Units = Annotated[int, Field(strict=True, ge=0, le=MAX_UNITS)]
