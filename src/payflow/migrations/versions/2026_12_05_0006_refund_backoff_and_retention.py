@@ -26,9 +26,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("finished_at", UTCDateTime()))
     op.execute("UPDATE gateway_refunds SET next_attempt_at = created_at WHERE status = 'PENDING'")
     op.drop_index("ix_gateway_refunds_pending", table_name="gateway_refunds")
-    op.create_index(
-        "ix_gateway_refunds_due", "gateway_refunds", ["status", "next_attempt_at"]
-    )
+    op.create_index("ix_gateway_refunds_due", "gateway_refunds", ["status", "next_attempt_at"])
     op.create_index("ix_idempotency_records_expires_at", "idempotency_records", ["expires_at"])
     op.create_index("ix_refresh_tokens_expires_at", "refresh_tokens", ["expires_at"])
     op.create_index("ix_webhook_events_received_at", "webhook_events", ["received_at"])
