@@ -55,8 +55,7 @@ async def parts(dsn: str, data: Path) -> None:
     import sqlalchemy as sa
 
     from payflow.config import Settings
-    from payflow.core.context import AppContext
-    from payflow.core.idempotency import json_response
+    from payflow.core.idempotency import IdempotentRequest, json_response
     from payflow.core.logging import configure_logging
     from payflow.core.money import MAX_MINOR_UNITS
     from payflow.orders import effects, service
@@ -64,8 +63,9 @@ async def parts(dsn: str, data: Path) -> None:
     from payflow.products import stock
     from payflow.products.models import products
     from payflow.users import repository as users_repo
-    from payflow.wallets.models import wallet_transactions, wallets
+    from payflow.wallets.models import ReferenceType, wallet_transactions, wallets
     from payflow.wallets.repository import _WALLET_COLUMNS
+    from payflow.wiring import AppContext
 
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     configure_logging(settings)
@@ -133,7 +133,7 @@ async def parts(dsn: str, data: Path) -> None:
                     balance_after=5,
                     currency="USD",
                     description=None,
-                    reference_type="ORDER",
+                    reference_type=ReferenceType.ORDER,
                     reference_id=pid,
                     metadata=None,
                     created_at=now,
@@ -154,10 +154,7 @@ async def parts(dsn: str, data: Path) -> None:
             random.choice(users),
             random.choice(items)[0],
             1,
-            None,
-            render,
-            instance="/api/v1/orders",
-            request_id="cpu-parts",
+            IdempotentRequest(None, render, instance="/api/v1/orders", request_id="cpu-parts"),
         )
 
     print("part (one call at a time)", file=sys.stderr)
@@ -188,7 +185,7 @@ async def parts(dsn: str, data: Path) -> None:
     await measure("service.buy_with_wallet (transaction + post-commit effects)", buy)
     apply = effects.Effects.apply
 
-    async def skip(self: Any, ctx: Any) -> None:
+    async def skip(self: Any) -> None:
         return None
 
     effects.Effects.apply = skip  # type: ignore[method-assign]

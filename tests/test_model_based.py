@@ -63,13 +63,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from payflow.app import create_app
 from payflow.audit.service import AuditReport, run_audit
 from payflow.config import Settings
-from payflow.core.context import AppContext
 from payflow.core.db import Database
 from payflow.core.money import format_minor
 from payflow.core.tables import utcnow
 from payflow.orders.models import orders as orders_table
 from payflow.products.models import products as products_table
 from payflow.sandbox.webhooks import signature_header
+from payflow.wiring import AppContext
+from tests.db_helpers import with_conn
 from tests.live_app import free_port
 from tests.live_server import CLIENT_LIMITS
 from tests.sandbox.harness import operator_headers
@@ -692,7 +693,7 @@ class LedgerMachine(RuleBasedStateMachine):
         async def lapse(conn: AsyncConnection) -> None:
             assert (await conn.execute(statement)).rowcount == 1
 
-        self.env.run(self.env.db.transaction(lapse))
+        self.env.run(self.env.db.transaction(with_conn(lapse)))
         buyer = self.people[order.buyer]
         deadline = time.monotonic() + WAIT_SECONDS
         while True:

@@ -1,4 +1,6 @@
-"""create_app(): the FastAPI application with its middleware, routers, error handlers and resources."""
+"""create_app(): the composition root — the FastAPI application with its middleware, routers, error
+handlers and resources, and the wiring between domains (orders handle the checkout events payments
+receives)."""
 
 from __future__ import annotations
 
@@ -21,23 +23,23 @@ from fastapi.staticfiles import StaticFiles
 from payflow.auth.dependencies import get_current_user
 from payflow.auth.router import router as auth_router
 from payflow.config import Settings
-from payflow.core.context import AppContext
 from payflow.core.logging import configure_logging
 from payflow.core.middleware import RequestShellMiddleware
 from payflow.core.problems import install_problem_handlers
-from payflow.core.schemas import PROBLEM_CODES_ATTRIBUTE, Problem, add_problem_responses
+from payflow.core.schemas import Problem, add_problem_responses
 from payflow.health.router import router as health_router
+from payflow.orders import checkout_events
+from payflow.orders.checkout_pages import router as checkout_pages_router
 from payflow.orders.router import router as orders_router
-from payflow.payments.router import router as payments_router
-from payflow.payments.setup import SANDBOX_PREFIX
-from payflow.payments.sweeper import run_forever as sweeper_loop
+from payflow.orders.sweeper import run_forever as sweeper_loop
+from payflow.paths import API_PREFIX, OPENAPI_URL, SANDBOX_PREFIX
+from payflow.payments.router import webhook_router
 from payflow.products.router import router as products_router
 from payflow.sandbox import create_sandbox_app
 from payflow.users.router import router as users_router
 from payflow.wallets.router import router as wallets_router
+from payflow.wiring import AppContext
 
-API_PREFIX = "/api/v1"
-OPENAPI_URL = f"{API_PREFIX}/openapi.json"
 SWAGGER_ASSETS = "/docs/assets"
 
 _DOCS_HTML = f"""<!doctype html>
@@ -72,7 +74,9 @@ def _api_router() -> APIRouter:
     api.include_router(wallets_router)
     api.include_router(products_router)
     api.include_router(orders_router)
-    api.include_router(payments_router)
+    api.include_router(checkout_pages_router)
+    # payments knows nothing of orders: the app hands Stripe's checkout events to orders.
+    api.include_router(webhook_router(checkout_events.handle))
     api.include_router(health_router)
     return api
 
@@ -112,8 +116,6 @@ def _route_problems(route: RouteContext, operation: dict[str, Any]) -> tuple[set
     its authentication is optional (a bearer token is read, but anonymous callers are let in)."""
     codes = set(_EVERY_OPERATION)
     calls = list(_dependency_calls(route.dependant))
-    for call in calls:
-        codes.update(getattr(call, PROBLEM_CODES_ATTRIBUTE, ()))
     parameters = operation.get("parameters", [])
     if operation.get("security"):
         codes.update(_AUTHENTICATED)

@@ -10,6 +10,7 @@ import httpx
 
 from payflow.app import create_app
 from payflow.config import Environment, Settings
+from payflow.paths import API_PREFIX
 
 MERCHANT = ("merchant@demo.payflow.dev", "demo-merchant-password")
 BUYER = ("buyer@demo.payflow.dev", "demo-buyer-password")
@@ -56,7 +57,9 @@ async def seed(settings: Settings) -> Demo:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://demo/api/v1") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url=f"http://demo{API_PREFIX}"
+        ) as client:
             merchant = await _account(client, *MERCHANT, "MERCHANT")
             buyer = await _account(client, *BUYER, "USER")
             merchant_auth = {"Authorization": f"Bearer {merchant['accessToken']}"}
@@ -96,9 +99,9 @@ def instructions(demo: Demo, settings: Settings) -> str:
         "",
         "Buy through the payments sandbox in a browser:",
         "  1. payflow serve            (in another terminal)",
-        f"  2. TOKEN=$(curl -s -X POST {base}/api/v1/auth/login -H 'Content-Type: application/json' \\",
+        f"  2. TOKEN=$(curl -s -X POST {base}{API_PREFIX}/auth/login -H 'Content-Type: application/json' \\",
         f'       -d \'{{"email": "{BUYER[0]}", "password": "{BUYER[1]}"}}\' | python3 -c \'import json,sys; print(json.load(sys.stdin)["accessToken"])\')',
-        f'  3. curl -s -X POST {base}/api/v1/orders -H "Authorization: Bearer $TOKEN" \\',
+        f'  3. curl -s -X POST {base}{API_PREFIX}/orders -H "Authorization: Bearer $TOKEN" \\',
         "       -H 'Content-Type: application/json' \\",
         f'       -d \'{{"productId": "{product["id"]}", "paymentMethod": "GATEWAY"}}\'',
         "  4. open the checkoutUrl it prints, press Pay (or Decline, or Cancel);",

@@ -10,9 +10,10 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.audit.service import run_audit
-from payflow.core.context import AppContext
 from payflow.orders.models import orders
 from payflow.products.models import products
+from payflow.wiring import AppContext
+from tests.db_helpers import with_conn
 from tests.support import create_product, deposit, register
 
 
@@ -68,7 +69,7 @@ async def test_an_order_without_its_ledger_rows_is_named(
             sa.insert(orders).values({**row, "id": uuid.uuid4(), "idempotency_key": None})
         )
 
-    await ctx.db.transaction(forge)
+    await ctx.db.transaction(with_conn(forge))
     report = await run_audit(ctx.db)
     assert not report.ok
     assert [v.invariant for v in report.violations] == [4, 5]
@@ -88,7 +89,7 @@ async def test_stock_changed_behind_payflows_back_is_named(
             .values(available_units=products.c.available_units + 7)
         )
 
-    await ctx.db.transaction(tamper)
+    await ctx.db.transaction(with_conn(tamper))
     report = await run_audit(ctx.db)
     assert [v.invariant for v in report.violations] == [5]
     assert product_id in report.violations[0].subject
@@ -117,6 +118,6 @@ async def test_two_orders_on_one_checkout_session_are_named(
             )
         )
 
-    await ctx.db.transaction(share)
+    await ctx.db.transaction(with_conn(share))
     report = await run_audit(ctx.db)
     assert any(v.invariant == 6 and "pi_shared" in v.subject for v in report.violations)

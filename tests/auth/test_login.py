@@ -10,9 +10,9 @@ import pytest
 from fastapi import FastAPI
 
 from payflow.config import Settings
-from payflow.core.context import AppContext
 from payflow.core.security import PasswordHasher
 from payflow.users import repository as users_repo
+from payflow.wiring import AppContext
 from tests.support import assert_problem, register, unique_email
 
 
@@ -81,7 +81,9 @@ async def test_a_73_byte_password_at_login_is_a_400(client: httpx.AsyncClient) -
 async def test_a_disabled_account_cannot_log_in(client: httpx.AsyncClient, app: FastAPI) -> None:
     account = await register(client)
     ctx: AppContext = app.state.context
-    await ctx.db.transaction(lambda c: users_repo.set_active(c, uuid.UUID(account.id), False))
+    await ctx.db.transaction(
+        lambda uow: users_repo.set_active(uow.conn, uuid.UUID(account.id), False)
+    )
     response = await client.post(
         "/auth/login", json={"email": account.email, "password": account.password}
     )

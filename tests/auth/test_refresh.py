@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.auth.models import refresh_tokens
-from payflow.core.context import AppContext
 from payflow.core.security import token_hash
+from payflow.wiring import AppContext
 from tests.support import assert_problem, register
 
 

@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from payflow.core.context import AppContext
 from payflow.wallets.models import wallets
+from payflow.wiring import AppContext
 from tests.support import assert_problem, register, unique_email
 
 

@@ -13,8 +13,8 @@ import pytest
 from fastapi import FastAPI
 
 from payflow.config import DEV_ACCESS_SECRET
-from payflow.core.context import AppContext
 from payflow.users import repository as users_repo
+from payflow.wiring import AppContext
 from tests.crafted import signed_token
 from tests.support import assert_problem, register
 
@@ -142,7 +142,9 @@ async def test_tokens_of_a_disabled_user_are_refused(
 ) -> None:
     account = await register(client)
     ctx: AppContext = app.state.context
-    await ctx.db.transaction(lambda c: users_repo.set_active(c, uuid.UUID(account.id), False))
+    await ctx.db.transaction(
+        lambda uow: users_repo.set_active(uow.conn, uuid.UUID(account.id), False)
+    )
     assert_problem(await _me(client, account.access_token), 403, "ACCOUNT_DISABLED")
     refreshed = await client.post("/auth/refresh", json={"refreshToken": account.refresh_token})
     assert_problem(refreshed, 403, "ACCOUNT_DISABLED")

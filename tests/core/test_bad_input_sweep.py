@@ -39,7 +39,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.config import Settings
-from payflow.core.context import AppContext
+from payflow.wiring import AppContext
 from tests.crafted import (
     amount_traps,
     bad_cursors,

@@ -40,8 +40,8 @@ from schemathesis.engine import Status, events
 from schemathesis.engine import from_schema as engine_for
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from payflow.app import API_PREFIX, OPENAPI_URL
 from payflow.config import Settings
+from payflow.paths import API_PREFIX, OPENAPI_URL
 from tests.crafted import (
     amount_traps,
     bad_cursors,

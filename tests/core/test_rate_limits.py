@@ -22,7 +22,6 @@ from redis.asyncio import Redis
 
 from payflow.app import create_app
 from payflow.config import Settings
-from payflow.core.context import AppContext
 from payflow.core.ratelimit import (
     MemoryRateLimiter,
     RateLimit,
@@ -30,6 +29,7 @@ from payflow.core.ratelimit import (
     RedisRateLimiter,
     client_address,
 )
+from payflow.wiring import AppContext
 from tests.live_server import clean_env, run_cli
 from tests.redis_server import PrivateRedis, private_redis
 from tests.support import (

@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.audit.service import run_audit
 from payflow.auth.models import refresh_tokens
-from payflow.core.context import AppContext
 from payflow.core.idempotency import RETENTION
 from payflow.core.idempotency_models import idempotency_records
 from payflow.core.tables import utcnow
@@ -26,6 +25,8 @@ from payflow.jobs.retention import (
 )
 from payflow.orders.models import orders
 from payflow.payments.models import webhook_events
+from payflow.wiring import AppContext
+from tests.db_helpers import with_conn
 from tests.support import Account, assert_problem, create_product, deposit, register
 
 
@@ -38,7 +39,7 @@ async def _execute(app: FastAPI, statement: Any) -> int:
     async def work(conn: AsyncConnection) -> int:
         return (await conn.execute(statement)).rowcount
 
-    return await _context(app).db.transaction(work)
+    return await _context(app).db.transaction(with_conn(work))
 
 
 async def _scalars(app: FastAPI, query: Any) -> list[Any]:
@@ -92,7 +93,7 @@ async def test_idempotency_records_past_their_retention_are_deleted_fresh_ones_k
     assert (await _deposit(client, account, "new-deposit")).status_code == 201
     await _expire_key(app, account, "old-deposit")
 
-    report = await prune_expired(_context(app))
+    report = await prune_expired(_context(app).db)
 
     assert report.idempotency_records == 1
     assert await _keys(app) == ["new-deposit"]
@@ -118,7 +119,7 @@ async def test_an_order_key_reused_after_its_record_was_pruned_places_a_new_orde
     for key in ("order-key", "refused-key"):
         await _expire_key(app, buyer, key)
 
-    assert (await prune_expired(_context(app))).idempotency_records == 2
+    assert (await prune_expired(_context(app).db)).idempotency_records == 2
 
     # Neither order holds its key any more: each key places a new order.
     held = await _scalars(app, sa.select(orders.c.idempotency_key).where(orders.c.id.is_not(None)))
@@ -155,7 +156,7 @@ async def test_refresh_tokens_expired_for_longer_than_the_grace_are_deleted(
             .values(expires_at=expires_at),
         )
 
-    report = await prune_expired(_context(app))
+    report = await prune_expired(_context(app).db)
 
     assert report == PruneReport(idempotency_records=0, refresh_tokens=1, webhook_events=0)
     owners = await _scalars(app, sa.select(refresh_tokens.c.user_id))
@@ -190,7 +191,7 @@ async def test_processed_webhook_events_older_than_the_retention_are_deleted(
             ),
         )
 
-    report = await prune_expired(_context(app))
+    report = await prune_expired(_context(app).db)
 
     assert report == PruneReport(idempotency_records=0, refresh_tokens=0, webhook_events=1)
     kept = await _scalars(app, sa.select(webhook_events.c.provider_event_id))
@@ -207,10 +208,10 @@ async def test_pruning_deletes_in_batches_and_stops_after_the_allowed_number(
         await _expire_key(app, account, key)
     ctx = _context(app)
 
-    first = await prune_expired(ctx, batch_size=2, max_batches=2)
+    first = await prune_expired(ctx.db, batch_size=2, max_batches=2)
     assert first.idempotency_records == 4
     assert len(await _keys(app)) == 1
-    second = await prune_expired(ctx, batch_size=2, max_batches=2)
+    second = await prune_expired(ctx.db, batch_size=2, max_batches=2)
     assert second.idempotency_records == 1
     assert await _keys(app) == []
-    assert (await prune_expired(ctx, batch_size=2, max_batches=2)).idempotency_records == 0
+    assert (await prune_expired(ctx.db, batch_size=2, max_batches=2)).idempotency_records == 0

@@ -21,11 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.audit.order_checks import check_order_ledger
 from payflow.audit.service import run_audit
-from payflow.core.context import AppContext
 from payflow.core.money import MAX_MINOR_UNITS
 from payflow.core.tables import utcnow
 from payflow.orders import purchase_statement
+from payflow.wiring import AppContext
 from tests.conftest import TEST_DATABASE_URL
+from tests.db_helpers import with_conn
 from tests.support import Account, create_product, deposit, register
 
 postgres_only = pytest.mark.parametrize(
@@ -50,7 +51,7 @@ async def _sql(ctx: AppContext, statement: str, **params: Any) -> None:
     async def run(conn: AsyncConnection) -> None:
         await conn.execute(sa.text(statement), params)
 
-    await ctx.db.transaction(run)
+    await ctx.db.transaction(with_conn(run))
 
 
 def _request(buyer: Account, product_id: str, quantity: int) -> purchase_statement.PurchaseRequest:
@@ -77,7 +78,7 @@ async def _buy(
     async def run(conn: AsyncConnection) -> purchase_statement.Purchase:
         return await purchase_statement.purchase(conn, request)
 
-    return await ctx.db.transaction(run)
+    return await ctx.db.transaction(with_conn(run))
 
 
 async def _parties(client: httpx.AsyncClient) -> tuple[Account, Account, dict[str, Any]]:

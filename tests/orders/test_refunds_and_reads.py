@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from payflow.audit.order_checks import check_order_ledger
 from payflow.audit.service import run_audit
-from payflow.core.context import AppContext
+from payflow.wiring import AppContext
 from tests.support import (
     Account,
     assert_problem,

@@ -24,8 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.config import Settings
 from payflow.core import idempotency
-from payflow.core.context import AppContext
 from payflow.core.db import Database
+from payflow.core.idempotency import repository as idempotency_repo
 from payflow.core.idempotency_models import idempotency_records
 from payflow.core.tables import utcnow
 from payflow.jobs.retention import STALE_IDEMPOTENCY, release_stale_keys
@@ -34,6 +34,8 @@ from payflow.orders.models import OrderStatus, PaymentMethod, orders
 from payflow.orders.records import CREATE_ORDER_ENDPOINT
 from payflow.orders.schemas import CreateOrderRequest
 from payflow.products import stock
+from payflow.wiring import AppContext
+from tests.db_helpers import with_conn
 from tests.live_app import free_port, serve_app_in_thread
 from tests.live_server import CLIENT_LIMITS
 from tests.payments.live import Live, live_settings
@@ -98,7 +100,7 @@ async def _crash_after_reserving(
 
     async def reserve(conn: AsyncConnection) -> None:
         now = utcnow()
-        assert await idempotency.claim(conn, scope, idempotency.PROCESSING)
+        assert await idempotency_repo.claim(conn, scope, idempotency.PROCESSING)
         product = await stock.take_for_buyer(
             conn, uuid.UUID(product_id), quantity, scope.user_id, reserve=True, now=now
         )
@@ -124,7 +126,7 @@ async def _crash_after_reserving(
             .values(updated_at=now - age)
         )
 
-    await live.db.transaction(reserve)
+    await live.db.transaction(with_conn(reserve))
     return order_id
 
 
@@ -159,7 +161,7 @@ async def _forget_record(live: Live, buyer: Account, key: str) -> None:
         )
         assert result.rowcount == 1
 
-    await live.db.transaction(delete)
+    await live.db.transaction(with_conn(delete))
 
 
 async def test_a_key_stuck_by_a_crash_answers_409_then_places_a_new_order_once_released(
@@ -175,7 +177,7 @@ async def test_a_key_stuck_by_a_crash_answers_409_then_places_a_new_order_once_r
     assert_problem(early, 409, "IDEMPOTENCY_KEY_IN_USE")
     assert await live.stock(product["id"]) == (4, 1)
 
-    assert await release_stale_keys(jobs) == 1
+    assert await release_stale_keys(jobs.db) == 1
     assert await _key_of(live, crashed) is None  # freed from the order with its record
 
     # Any request may now use the key: it is processed afresh, once.
@@ -190,7 +192,7 @@ async def test_a_key_stuck_by_a_crash_answers_409_then_places_a_new_order_once_r
     assert replay.headers["idempotent-replayed"] == "true"
     # The crashed order keeps its reservation until its checkout's time runs out, as before.
     assert await live.stock(product["id"]) == (2, 3)
-    assert await release_stale_keys(jobs) == 0
+    assert await release_stale_keys(jobs.db) == 0
     await live.audit_ok()
 
 
@@ -202,7 +204,7 @@ async def test_a_key_whose_request_may_still_be_running_is_not_released(
     recent = STALE_IDEMPOTENCY - timedelta(minutes=1)
     order_id = await _crash_after_reserving(live, buyer, product["id"], "slow-1", age=recent)
 
-    assert await release_stale_keys(jobs) == 0
+    assert await release_stale_keys(jobs.db) == 0
 
     assert await _key_of(live, order_id) == "slow-1"
     retry = await live.checkout(buyer, product["id"], key="slow-1")
@@ -260,4 +262,4 @@ async def test_other_integrity_errors_of_an_order_insert_are_not_taken_for_a_hel
         )
 
     with pytest.raises(IntegrityError):
-        await live.db.transaction(insert)
+        await live.db.transaction(with_conn(insert))

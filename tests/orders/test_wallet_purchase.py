@@ -7,7 +7,7 @@ from fastapi import FastAPI
 
 from payflow.audit.order_checks import check_order_ledger
 from payflow.audit.service import run_audit
-from payflow.core.context import AppContext
+from payflow.wiring import AppContext
 from tests.support import (
     Account,
     assert_problem,
@@ -234,10 +234,16 @@ async def test_a_locked_buyer_wallet_refuses_the_purchase(
     await deposit(client, buyer, "100.00")
     product = await create_product(client, merchant)
     ctx: AppContext = app.state.context
-    await ctx.db.transaction(lambda c: wallets_repo.set_locked(c, uuid.UUID(buyer.id), True))
+    await ctx.db.transaction(
+        lambda uow: wallets_repo.set_locked(uow.conn, uuid.UUID(buyer.id), True)
+    )
     assert_problem(await _buy(client, buyer, product["id"]), 403, "WALLET_LOCKED")
-    await ctx.db.transaction(lambda c: wallets_repo.set_locked(c, uuid.UUID(merchant.id), True))
-    await ctx.db.transaction(lambda c: wallets_repo.set_locked(c, uuid.UUID(buyer.id), False))
+    await ctx.db.transaction(
+        lambda uow: wallets_repo.set_locked(uow.conn, uuid.UUID(merchant.id), True)
+    )
+    await ctx.db.transaction(
+        lambda uow: wallets_repo.set_locked(uow.conn, uuid.UUID(buyer.id), False)
+    )
     assert_problem(await _buy(client, buyer, product["id"]), 409, "PRODUCT_UNAVAILABLE")
     assert (await _product(client, product["id"]))["availableUnits"] == 10
     await _audit_ok(app)

@@ -23,7 +23,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, cast
 
@@ -36,15 +36,18 @@ from starlette.routing import Mount
 
 from payflow.audit.service import run_audit
 from payflow.config import Settings
-from payflow.core.context import AppContext
 from payflow.core.db import Database
 from payflow.core.tables import utcnow
 from payflow.orders.models import orders
+from payflow.orders.sweeper import SweepReport, sweep_once
+from payflow.payments.gateway import StripeGateway
 from payflow.payments.models import gateway_refunds, webhook_events
 from payflow.products.models import products
 from payflow.sandbox.objects import Refund
 from payflow.sandbox.runtime import Sandbox
 from payflow.wallets.models import wallet_transactions, wallets
+from payflow.wiring import AppContext
+from tests.db_helpers import with_conn
 from tests.live_app import free_port, serve_app_in_thread
 from tests.live_server import CLIENT_LIMITS
 from tests.sandbox.harness import operator_headers
@@ -306,7 +309,29 @@ class Live:
             result = await conn.execute(statement)
             assert result.rowcount == 1
 
-        await self.db.transaction(work)
+        await self.db.transaction(with_conn(work))
+
+    async def sweep(self) -> SweepReport:
+        """One round of payflow's sweeper, run now, to completion, by the test itself: what a
+        test asserts after it follows a sweep that certainly happened (waiting a few
+        SWEEPER_INTERVALs would pass as well if the server's sweeper never ran).
+
+        The server runs in another thread on its own event loop, so its context (engine, pools)
+        is not used: the sweep gets a context of its own on the same settings (same database,
+        same Redis prefix) with a gateway that calls the live server's sandbox with the key it
+        accepts. Caveat: on SQLite the cache is in-process, so what this sweep changes is not
+        refreshed in the server's cache (with Redis it is shared)."""
+        config = self.context.sandbox
+        assert config is not None, "this deployment does not serve the sandbox"
+        assert config.public_base.startswith(self.base + "/"), (config.public_base, self.base)
+        ctx = AppContext.create(self.settings)
+        try:
+            await ctx.gateway.aclose()  # made for a sandbox of its own, which does not exist
+            gateway = StripeGateway(config.api_key, config.public_base, config.webhook_secret)
+            ctx = replace(ctx, gateway=gateway, sandbox=config)
+            return await sweep_once(ctx)
+        finally:
+            await ctx.close()
 
     async def audit_ok(self) -> None:
         report = await run_audit(self.db)

@@ -17,14 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.audit.service import run_audit
 from payflow.config import Settings
-from payflow.core.context import AppContext
 from payflow.core.tables import utcnow
 from payflow.orders import repository as orders_repo
 from payflow.orders.models import OrderStatus, PaymentMethod
 from payflow.payments import repository
 from payflow.payments.models import gateway_refunds
 from payflow.payments.refunds import retry_delay
-from tests.payments.live import SWEEPER_INTERVAL, Live, live_fixture  # noqa: F401
+from payflow.wiring import AppContext
+from tests.db_helpers import with_conn
+from tests.payments.live import Live, live_fixture  # noqa: F401
 from tests.support import create_product, register
 
 
@@ -67,7 +68,8 @@ async def test_a_refund_stripe_refuses_for_good_ends_failed_with_its_reason(live
     metrics = await httpx.AsyncClient(base_url=live.base).get("/metrics")
     assert 'payflow_gateway_refunds_total{outcome="failed"} 1.0' in metrics.text
 
-    await asyncio.sleep(4 * SWEEPER_INTERVAL)  # more sweeps: it is never sent again
+    for _ in range(3):  # more sweeps: it is never sent again
+        await live.sweep()
     assert (await live.refund_rows(order_id))[0]["attempts"] == 1
     assert [refund.amount for refund in live.sandbox_refunds(intent)] == [1250]
     await live.audit_ok()
@@ -152,7 +154,7 @@ async def _refund_rows(
         )
         return ids
 
-    return await ctx.db.transaction(work)
+    return await ctx.db.transaction(with_conn(work))
 
 
 async def test_refunds_waiting_out_a_backoff_do_not_starve_a_new_one(
@@ -168,11 +170,11 @@ async def test_refunds_waiting_out_a_backoff_do_not_starve_a_new_one(
             conn, now=now, lease_until=now + timedelta(minutes=2), limit=50
         )
 
-    claimed = await ctx.db.transaction(claim)
+    claimed = await ctx.db.transaction(with_conn(claim))
 
     assert [refund.order_id for refund in claimed] == [due]
     assert len(waiting) == 60
-    assert await ctx.db.transaction(claim) == []  # leased: not taken twice
+    assert await ctx.db.transaction(with_conn(claim)) == []  # leased: not taken twice
 
 
 async def test_the_audit_names_a_refund_left_overdue(

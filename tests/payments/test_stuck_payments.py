@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.audit.service import run_audit
 from payflow.products.models import products
+from tests.db_helpers import with_conn
 from tests.payments.live import SWEEPER_INTERVAL, Live, encode, live_fixture, sign  # noqa: F401
 from tests.support import assert_problem, deposit
 
@@ -35,7 +36,7 @@ async def _set_reserved(live: Live, product_id: str, units: int) -> None:
     async def work(conn: AsyncConnection) -> None:
         await conn.execute(statement)
 
-    await live.db.transaction(work)
+    await live.db.transaction(with_conn(work))
 
 
 async def test_a_payment_the_merchants_wallet_cannot_take_is_refunded_not_left_pending(

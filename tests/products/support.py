@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from payflow.core.context import AppContext
 from payflow.products.models import stock_adjustments
+from payflow.wiring import AppContext
 from tests.support import Account
 
 

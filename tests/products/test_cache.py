@@ -14,10 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.app import create_app
 from payflow.config import Settings
-from payflow.core.context import AppContext
 from payflow.products import cache, repository, stock
 from payflow.products.records import Product
 from payflow.products.schemas import product_json
+from payflow.wiring import AppContext
+from tests.db_helpers import with_conn
 from tests.products.support import catalogue, catalogue_ids, context, patch, read
 from tests.redis_server import PrivateRedis, private_redis
 from tests.support import Account, assert_problem, create_product, register
@@ -31,7 +32,7 @@ async def _sell(ctx: AppContext, product_id: str, buyer: Account, quantity: int)
             conn, uuid.UUID(product_id), quantity, uuid.UUID(buyer.id), reserve=False
         )
 
-    sold = await ctx.db.transaction(work)
+    sold = await ctx.db.transaction(with_conn(work))
     await cache.invalidate(ctx, [(sold.id, sold.version)])
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from payflow.audit.service import run_audit
 from payflow.products import cache, stock
 from payflow.products.models import products
+from tests.db_helpers import with_conn
 from tests.products.support import context, patch
 from tests.support import create_product, deposit, register
 
@@ -33,7 +34,7 @@ async def test_stock_is_accounted_for_after_creates_edits_and_sales(
             conn, uuid.UUID(first["id"]), 2, uuid.UUID(buyer.id), reserve=True
         )
 
-    reserved = await ctx.db.transaction(reserve)
+    reserved = await ctx.db.transaction(with_conn(reserve))
     await cache.invalidate(ctx, [(reserved.id, reserved.version)])
     await patch(client, merchant, first["id"], {"availableUnits": 1})
     await client.delete(f"/products/{second['id']}", headers=merchant.headers)
@@ -63,7 +64,7 @@ async def test_the_audit_names_a_product_whose_stock_does_not_add_up(
             sa.update(products).where(products.c.id == product_id).values(available_units=7)
         )
 
-    await ctx.db.transaction(conjure_units)
+    await ctx.db.transaction(with_conn(conjure_units))
     report = await run_audit(ctx.db)
     assert not report.ok
     assert [(v.invariant, v.subject) for v in report.violations] == [(5, f"product {product_id}")]
@@ -89,7 +90,7 @@ async def test_the_audit_names_negative_stock(client: httpx.AsyncClient, app: Fa
             .values(available_units=1, reserved_units=-1)
         )
 
-    await ctx.db.transaction(break_stock)
+    await ctx.db.transaction(with_conn(break_stock))
     report = await run_audit(ctx.db)
     assert [(v.invariant, v.subject) for v in report.violations] == [(2, f"product {product_id}")]
     assert "1 available, -1 reserved" in report.violations[0].detail

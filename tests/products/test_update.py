@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.products import cache, stock
+from tests.db_helpers import with_conn
 from tests.products.support import adjustments, context, patch, read
 from tests.support import assert_problem, create_product, register
 
@@ -132,7 +133,7 @@ async def test_a_sale_made_before_a_stock_change_is_never_erased(
             conn, uuid.UUID(product["id"]), 3, uuid.UUID(buyer.id), reserve=False
         )
 
-    sold = await ctx.db.transaction(sell)
+    sold = await ctx.db.transaction(with_conn(sell))
     await cache.invalidate(ctx, [(sold.id, sold.version)])
 
     body = (await patch(client, merchant, product["id"], {"availableUnits": 10})).json()

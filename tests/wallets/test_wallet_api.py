@@ -10,8 +10,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from payflow.core.context import AppContext
 from payflow.wallets import repository as wallets_repo
+from payflow.wiring import AppContext
 from tests.support import Account, assert_problem, register
 
 
@@ -165,11 +165,15 @@ async def test_a_locked_wallet_refuses_money_movements(
     account = await register(client)
     await _deposit(client, account, "20.00")
     ctx: AppContext = app.state.context
-    await ctx.db.transaction(lambda c: wallets_repo.set_locked(c, uuid.UUID(account.id), True))
+    await ctx.db.transaction(
+        lambda uow: wallets_repo.set_locked(uow.conn, uuid.UUID(account.id), True)
+    )
     assert_problem(await _deposit(client, account, "1.00"), 403, "WALLET_LOCKED")
     assert_problem(await _withdraw(client, account, "1.00"), 403, "WALLET_LOCKED")
     assert len((await _history(client, account))["data"]) == 1
-    await ctx.db.transaction(lambda c: wallets_repo.set_locked(c, uuid.UUID(account.id), False))
+    await ctx.db.transaction(
+        lambda uow: wallets_repo.set_locked(uow.conn, uuid.UUID(account.id), False)
+    )
     assert (await _withdraw(client, account, "1.00")).status_code == 201
 
 

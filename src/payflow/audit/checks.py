@@ -13,7 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.orders.models import OrderStatus, PaymentMethod, orders
 from payflow.products.models import products, stock_adjustments
-from payflow.wallets.models import TransactionStatus, TransactionType, wallet_transactions, wallets
+from payflow.wallets.models import (
+    ReferenceType,
+    TransactionStatus,
+    TransactionType,
+    wallet_transactions,
+    wallets,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +150,7 @@ async def check_conservation(conn: AsyncConnection) -> list[Violation]:
         )
         if gateway:
             query = query.where(
-                t.c.reference_type == "ORDER",
+                t.c.reference_type == ReferenceType.ORDER,
                 t.c.reference_id.in_(
                     sa.select(orders.c.id).where(
                         orders.c.payment_method == PaymentMethod.GATEWAY.value

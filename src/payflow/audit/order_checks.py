@@ -8,9 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from payflow.audit.checks import Violation
 from payflow.orders.models import OrderStatus, PaymentMethod, orders
 from payflow.payments.models import gateway_refunds, webhook_events
-from payflow.wallets.models import TransactionType, wallet_transactions
-
-ORDER_REFERENCE = "ORDER"
+from payflow.wallets.models import ReferenceType, TransactionType, wallet_transactions
 
 # (status, method) → the ledger rows (PAYMENT, EARNING, REFUND) an order must have.
 _EXPECTED: dict[tuple[OrderStatus, PaymentMethod], tuple[int, int, int]] = {
@@ -44,7 +42,7 @@ async def check_order_ledger(conn: AsyncConnection) -> list[Violation]:
         )
         .select_from(orders)
         .outerjoin(
-            t, sa.and_(t.c.reference_type == ORDER_REFERENCE, t.c.reference_id == orders.c.id)
+            t, sa.and_(t.c.reference_type == ReferenceType.ORDER, t.c.reference_id == orders.c.id)
         )
         .group_by(orders.c.id, orders.c.status, orders.c.payment_method)
         .order_by(orders.c.id)
@@ -68,7 +66,7 @@ async def check_order_ledger(conn: AsyncConnection) -> list[Violation]:
                 )
             )
     orphans = sa.select(t.c.id, t.c.reference_id).where(
-        t.c.reference_type == ORDER_REFERENCE,
+        t.c.reference_type == ReferenceType.ORDER,
         ~sa.exists().where(orders.c.id == t.c.reference_id),
     )
     for row in (await conn.execute(orphans)).all():

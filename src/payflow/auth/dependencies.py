@@ -9,12 +9,12 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from payflow.auth.errors import AccountDisabled
-from payflow.core.dependencies import ContextDep
 from payflow.core.errors import Forbidden, Unauthorized
 from payflow.core.security import TokenType
 from payflow.users import repository as users_repo
 from payflow.users.models import Role
 from payflow.users.records import User
+from payflow.wiring import ContextDep
 
 bearer = HTTPBearer(auto_error=False, description="An access token from /auth/login")
 

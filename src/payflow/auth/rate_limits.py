@@ -19,8 +19,8 @@ from payflow.auth.dependencies import CurrentUser
 from payflow.auth.schemas import LoginRequest, RegisterRequest
 from payflow.auth.service import normalise_email
 from payflow.config import Settings
-from payflow.core.dependencies import ContextDep
 from payflow.core.ratelimit import RateLimit, RateLimited, client_address
+from payflow.wiring import ContextDep
 
 log = structlog.get_logger("payflow.ratelimit")
 

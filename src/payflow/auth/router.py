@@ -14,10 +14,10 @@ from payflow.auth.schemas import (
     RegisterRequest,
     TokenPairResponse,
 )
-from payflow.core.dependencies import ContextDep
 from payflow.core.json_body import JsonBodyRoute
 from payflow.core.schemas import problem_responses
 from payflow.users.schemas import UserOut
+from payflow.wiring import ContextDep
 
 router = APIRouter(prefix="/auth", tags=["auth"], route_class=JsonBodyRoute)
 

@@ -13,14 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from payflow.auth import repository as tokens_repo
 from payflow.auth.errors import AccountDisabled, EmailTaken, InvalidCredentials
 from payflow.auth.schemas import LoginRequest, RegisterRequest
-from payflow.core.context import AppContext
 from payflow.core.errors import Unauthorized
 from payflow.core.money import DEFAULT_CURRENCY
 from payflow.core.security import TokenType, token_hash
 from payflow.core.tables import utcnow
+from payflow.core.unit_of_work import UnitOfWork
 from payflow.users import repository as users_repo
 from payflow.users.records import User
 from payflow.wallets import repository as wallets_repo
+from payflow.wiring import AppContext
 
 log = structlog.get_logger("payflow.auth")
 
@@ -63,7 +64,8 @@ async def register(ctx: AppContext, request: RegisterRequest) -> Session:
     email = normalise_email(request.email)
     password_hash = await ctx.passwords.hash(request.password)
 
-    async def work(conn: AsyncConnection) -> Session:
+    async def work(uow: UnitOfWork) -> Session:
+        conn = uow.conn
         if await users_repo.email_exists(conn, email):
             raise EmailTaken("An account with this email already exists")
         user = await users_repo.insert_user(
@@ -97,8 +99,8 @@ async def login(ctx: AppContext, request: LoginRequest) -> Session:
         log.info("auth.login_failed", user_id=str(user.id), reason="disabled")
         raise AccountDisabled("This account is disabled")
 
-    async def work(conn: AsyncConnection) -> Session:
-        now = utcnow()
+    async def work(uow: UnitOfWork) -> Session:
+        conn, now = uow.conn, utcnow()
         await users_repo.record_login(conn, user.id, now)
         tokens = await _issue_pair(ctx, conn, user.id)
         refreshed = await users_repo.get_live_by_id(conn, user.id)
@@ -121,8 +123,8 @@ async def refresh(ctx: AppContext, refresh_token: str) -> TokenPair:
     claims = ctx.tokens.decode(refresh_token, TokenType.REFRESH)
     hashed = token_hash(refresh_token)
 
-    async def work(conn: AsyncConnection) -> TokenPair | _Refresh:
-        now = utcnow()
+    async def work(uow: UnitOfWork) -> TokenPair | _Refresh:
+        conn, now = uow.conn, utcnow()
         user = await users_repo.get_live_by_id(conn, claims.user_id)
         if user is None:
             return _Refresh.INVALID
@@ -167,11 +169,11 @@ async def logout(ctx: AppContext, user: User, refresh_token: str) -> None:
     claims = ctx.tokens.decode(refresh_token, TokenType.REFRESH)
     hashed = token_hash(refresh_token)
 
-    async def work(conn: AsyncConnection) -> bool:
-        stored = await tokens_repo.find_token(conn, hashed)
+    async def work(uow: UnitOfWork) -> bool:
+        stored = await tokens_repo.find_token(uow.conn, hashed)
         if stored is None or stored.user_id != user.id:
             return False
-        await tokens_repo.revoke_family(conn, stored.family_id)
+        await tokens_repo.revoke_family(uow.conn, stored.family_id)
         return True
 
     if claims.user_id != user.id or not await ctx.db.transaction(work):

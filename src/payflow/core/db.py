@@ -1,9 +1,10 @@
 """The database: engine set-up for PostgreSQL and SQLite, and the one place transactions are run.
 
-Every unit of work goes through `Database.transaction` (writes) or `Database.read`. A unit of work is
-a coroutine taking an `AsyncConnection`; it is begun here, committed here, and re-run here when the
-database reports a serialization failure or deadlock, so no caller ever sees one. A response can only
-be built from the value it returns, that is after the commit.
+Every write goes through `Database.transaction`, every read through `Database.read`. A write is a
+coroutine taking a `UnitOfWork` (core/unit_of_work.py: the connection, after-commit hooks and the
+idempotency guard); it is begun here, committed here, and re-run here — with a new unit of work —
+when the database reports a conflict (core/db_failures.py), so no caller ever sees one. A response
+can only be built from the value it returns, that is after the commit.
 
 Reads that need no snapshot run in autocommit on PostgreSQL (one round trip per statement).
 PostgreSQL runs at READ COMMITTED: money statements are single conditional UPDATEs that take the row
@@ -15,9 +16,7 @@ deadlock on a lock upgrade. Readers run in WAL mode beside the writer.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,61 +24,24 @@ from typing import Any, TypeVar
 import structlog
 from sqlalchemy import event
 from sqlalchemy.engine import Connection as SyncConnection
-from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from payflow.config import Settings
+from payflow.core.db_failures import Failure, RetryBudget, classify, is_conflict
 from payflow.core.driver import DriverPool
 from payflow.core.errors import ServiceUnavailable
+from payflow.core.unit_of_work import IdempotencyGuard, UnitOfWork
 
 T = TypeVar("T")
-Work = Callable[[AsyncConnection], Awaitable[T]]
+Work = Callable[[UnitOfWork], Awaitable[T]]
+ReadWork = Callable[[AsyncConnection], Awaitable[T]]
 
 log = structlog.get_logger("payflow.db")
 
-# PostgreSQL SQLSTATEs after which re-running the whole transaction is safe and expected to succeed.
-RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
-MAX_CONFLICT_ATTEMPTS = 12
-MAX_RECONNECT_ATTEMPTS = 3
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _WRITE = "payflow_write"
-
-
-def _sqlstate(exc: DBAPIError) -> str | None:
-    for candidate in (exc.orig, getattr(exc.orig, "__cause__", None)):
-        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
-        if isinstance(code, str):
-            return code
-    return None
-
-
-def is_conflict(exc: BaseException) -> bool:
-    """A serialization failure, deadlock or lock timeout: the transaction may simply be re-run."""
-    if not isinstance(exc, DBAPIError) or isinstance(exc, IntegrityError):
-        return False
-    if _sqlstate(exc) in RETRYABLE_SQLSTATES:
-        return True
-    message = str(exc.orig).lower()
-    return "database is locked" in message or "database table is locked" in message
-
-
-def is_disconnect(exc: BaseException) -> bool:
-    """The connection (or the server) went away, or could not be reached at all."""
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        state = _sqlstate(exc)
-        if state is not None and state[:2] in {
-            "08",
-            "57",
-        }:  # connection exception, operator intervention
-            return True
-        if isinstance(exc.orig, OSError) or isinstance(exc.__cause__, OSError):
-            return True
-        message = str(exc.orig).lower()
-        return "unable to open database" in message or "disk i/o error" in message
-    return isinstance(exc, OSError | DisconnectionError | asyncio.TimeoutError)
 
 
 class Database:
@@ -117,47 +79,54 @@ class Database:
         event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
         return engine
 
-    async def transaction(self, work: Work[T]) -> T:
-        """Run `work` in a write transaction, committed before this returns; re-run on conflicts."""
-        return await self._run(work, write=True)
+    async def transaction(self, work: Work[T], *, idempotency: IdempotencyGuard | None = None) -> T:
+        """Run `work` in a write transaction, committed before this returns; re-run on conflicts.
+        Each attempt gets a new `UnitOfWork`; its after-commit hooks run once the commit stood."""
+        result, uow = await self._run(
+            lambda conn: self._attempt(conn, work, idempotency), write=True
+        )
+        await uow.run_after_commit()
+        return result
 
-    async def read(self, work: Work[T], *, snapshot: bool = False) -> T:
+    async def read(self, work: ReadWork[T], *, snapshot: bool = False) -> T:
         """Run `work`, which only reads. Never takes SQLite's write lock. On PostgreSQL each
         statement runs on its own (autocommit: no BEGIN/COMMIT round trips) unless `snapshot`
         asks for one transaction around them all (several reads that must agree)."""
         autocommit = not snapshot and not self.is_sqlite
         return await self._run(work, write=False, autocommit=autocommit)
 
-    async def _run(self, work: Work[T], *, write: bool, autocommit: bool = False) -> T:
-        conflicts = reconnects = 0
+    async def _run(self, work: ReadWork[T], *, write: bool, autocommit: bool = False) -> T:
+        budget = RetryBudget()
         while True:
             try:
                 if autocommit:
                     return await self._autocommit(work)
-                return await self._attempt(work, write=write)
+                return await self._in_transaction(work, write=write)
             except _CommitOutcomeUnknown as unknown:
                 raise ServiceUnavailable("the database connection was lost") from unknown.__cause__
-            except DBAPIError as exc:
-                if is_conflict(exc) and conflicts < MAX_CONFLICT_ATTEMPTS:
-                    conflicts += 1
-                    await asyncio.sleep(random.uniform(0, 0.002 * 2 ** min(conflicts, 6)))  # noqa: S311
+            except (DBAPIError, TimeoutError, OSError) as exc:
+                failure = classify(exc)
+                if failure is Failure.CONFLICT and await budget.after_conflict():
                     continue
-                if is_disconnect(exc) and reconnects < MAX_RECONNECT_ATTEMPTS:
-                    reconnects += 1
-                    await asyncio.sleep(0.05 * reconnects)
+                if failure is Failure.DISCONNECT and await budget.after_disconnect():
                     continue
-                if is_conflict(exc) or is_disconnect(exc):
-                    log.warning("db.unavailable", error=type(exc).__name__, conflicts=conflicts)
-                    raise ServiceUnavailable("the database is busy or unreachable") from exc
-                raise
-            except (TimeoutError, OSError) as exc:
-                if reconnects < MAX_RECONNECT_ATTEMPTS:
-                    reconnects += 1
-                    await asyncio.sleep(0.05 * reconnects)
-                    continue
-                raise ServiceUnavailable("the database is unreachable") from exc
+                if failure is Failure.OTHER:
+                    raise
+                log.warning("db.unavailable", error=type(exc).__name__, conflicts=budget.conflicts)
+                raise ServiceUnavailable("the database is busy or unreachable") from exc
 
-    async def _attempt(self, work: Work[T], *, write: bool) -> T:
+    async def _attempt(
+        self, conn: AsyncConnection, work: Work[T], idempotency: IdempotencyGuard | None
+    ) -> tuple[T, UnitOfWork]:
+        uow = UnitOfWork(conn, idempotency)
+        if idempotency is not None:
+            await idempotency.enter(conn)
+        result = await work(uow)
+        if idempotency is not None:
+            await idempotency.leave(conn, result)
+        return result, uow
+
+    async def _in_transaction(self, work: ReadWork[T], *, write: bool) -> T:
         async with self.engine.connect() as conn:
             if write and self.is_sqlite:
                 conn = await conn.execution_options(**{_WRITE: True})
@@ -178,7 +147,7 @@ class Database:
                 raise _CommitOutcomeUnknown from exc
             return result
 
-    async def _autocommit(self, work: Work[T]) -> T:
+    async def _autocommit(self, work: ReadWork[T]) -> T:
         async with self.engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             return await work(conn)

@@ -7,7 +7,7 @@ texts (prepared once per connection by asyncpg), each a whole unit of work on it
 (autocommit: a single statement is atomic), so no transaction ever spans this pool and nothing
 has to be reset between uses. Everything else keeps using `Database` and SQLAlchemy.
 
-Failures are handled like `Database` handles them: a conflict (serialization failure, deadlock,
+Failures follow the one policy `Database` follows (core/db_failures.py): a conflict (serialization failure, deadlock,
 lock timeout) re-runs the statement; a connection that cannot be had is retried, then 503; a
 connection lost while a write statement ran leaves its outcome unknown: 503, never re-run.
 """
@@ -16,32 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from typing import Any
 
 import asyncpg
 import structlog
 from sqlalchemy.engine import make_url
 
+from payflow.core.db_failures import Failure, RetryBudget, classify
 from payflow.core.errors import ServiceUnavailable
 
 log = structlog.get_logger("payflow.db")
-
-_CONFLICTS = frozenset({"40001", "40P01", "55P03"})
-MAX_CONFLICT_ATTEMPTS = 12
-MAX_CONNECT_ATTEMPTS = 3
-
-
-def _is_conflict(exc: BaseException) -> bool:
-    return isinstance(exc, asyncpg.PostgresError) and exc.sqlstate in _CONFLICTS
-
-
-def _is_disconnect(exc: BaseException) -> bool:
-    if isinstance(exc, asyncpg.PostgresError):
-        return exc.sqlstate[:2] in {"08", "57"}  # connection exception, operator intervention
-    return isinstance(
-        exc, TimeoutError | OSError | asyncpg.InterfaceError | asyncpg.InternalClientError
-    )
 
 
 def _refused_before_sending(exc: BaseException) -> bool:
@@ -94,16 +78,14 @@ class DriverPool:
     async def fetch(self, sql: str, *args: Any, write: bool) -> list[asyncpg.Record]:
         """Run one statement on its own and return its rows. `write` says whether it changes
         anything (then a connection lost while it ran is never re-run)."""
-        conflicts = connects = 0
+        budget = RetryBudget()
         while True:
             try:
                 pool = await self._get_pool()
                 connection = await pool.acquire()
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 # Nothing was sent: safe to try again, then give up as unavailable.
-                if connects < MAX_CONNECT_ATTEMPTS:
-                    connects += 1
-                    await asyncio.sleep(0.05 * connects)
+                if await budget.after_disconnect():
                     continue
                 raise ServiceUnavailable("the database is unreachable") from exc
             failure: Exception
@@ -115,7 +97,7 @@ class DriverPool:
             except asyncpg.PostgresError as exc:
                 # The server answered with an error: the connection is fine unless it was about
                 # the connection itself (the backend terminated, say).
-                sound = not _is_disconnect(exc)
+                sound = classify(exc) is not Failure.DISCONNECT
                 failure = exc
             except (
                 asyncpg.InterfaceError,
@@ -133,20 +115,18 @@ class DriverPool:
                     if not sound:
                         connection.terminate()
                     await pool.release(connection)
-            if _refused_before_sending(failure) and connects < MAX_CONNECT_ATTEMPTS:
-                connects += 1
+            kind = classify(failure)
+            if _refused_before_sending(failure) and await budget.after_disconnect():
                 continue
-            if _is_conflict(failure) and conflicts < MAX_CONFLICT_ATTEMPTS:
-                conflicts += 1
-                await asyncio.sleep(random.uniform(0, 0.002 * 2 ** min(conflicts, 6)))  # noqa: S311
+            if kind is Failure.CONFLICT and await budget.after_conflict():
                 continue
-            if _is_disconnect(failure):
-                if not write and connects < MAX_CONNECT_ATTEMPTS:
-                    connects += 1
+            if kind is Failure.DISCONNECT:
+                # Only a read is re-run: a write's outcome is unknown once its connection is lost.
+                if not write and await budget.after_disconnect():
                     continue
                 log.warning("db.unavailable", error=type(failure).__name__, write=write)
                 raise ServiceUnavailable("the database connection was lost") from failure
-            if _is_conflict(failure):
+            if kind is Failure.CONFLICT:
                 raise ServiceUnavailable("the database is busy") from failure
             raise failure
 

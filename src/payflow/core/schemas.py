@@ -3,8 +3,8 @@ problem responses the OpenAPI document declares for them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import Annotated, Any, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -69,23 +69,6 @@ class Problem(BaseModel):
 
 
 PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"
-PROBLEM_CODES_ATTRIBUTE = "__problem_codes__"
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def raises_problems(*codes: str) -> Callable[[F], F]:
-    """Mark a route dependency with the problem codes it can answer with: the OpenAPI document
-    then lists them on every operation that depends on it (see app.py `_openapi`)."""
-    unknown = [code for code in codes if code not in STATUS_BY_CODE]
-    if unknown:
-        raise ValueError(f"unknown problem codes: {unknown}")
-
-    def mark(func: F) -> F:
-        setattr(func, PROBLEM_CODES_ATTRIBUTE, codes)
-        return func
-
-    return mark
 
 
 def _problem_response(status: int, codes: Iterable[str]) -> dict[str, Any]:

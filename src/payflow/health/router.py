@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from payflow.core.dependencies import ContextDep
 from payflow.core.errors import ServiceUnavailable
 from payflow.core.schemas import problem_responses
+from payflow.wiring import ContextDep
 
 router = APIRouter(tags=["operations"])
 

@@ -26,9 +26,9 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.auth import repository as auth_repo
-from payflow.core import idempotency
-from payflow.core.context import AppContext
-from payflow.core.idempotency import ReleasedKey
+from payflow.core.db import Database
+from payflow.core.idempotency import repository as idempotency_repo
+from payflow.core.idempotency.repository import ReleasedKey
 from payflow.core.tables import utcnow
 from payflow.jobs import repository as jobs_repo
 from payflow.orders import repository as orders_repo
@@ -59,7 +59,7 @@ class PruneReport:
 
 
 async def release_stale_keys(
-    ctx: AppContext,
+    db: Database,
     *,
     older_than: timedelta = STALE_IDEMPOTENCY,
     batch_size: int = BATCH_SIZE,
@@ -68,18 +68,18 @@ async def release_stale_keys(
     """Free the keys of requests that died between their transactions; how many were freed."""
 
     async def batch(conn: AsyncConnection) -> int:
-        released = await idempotency.release_stale_batch(conn, older_than, batch_size)
+        released = await idempotency_repo.release_stale_batch(conn, older_than, batch_size)
         await _free_order_keys(conn, released)
         return len(released)
 
-    freed = await _in_batches(ctx, batch, batch_size, max_batches)
+    freed = await _in_batches(db, batch, batch_size, max_batches)
     if freed:
         log.info("retention.keys_released", keys=freed)
     return freed
 
 
 async def prune_expired(
-    ctx: AppContext,
+    db: Database,
     *,
     now: datetime | None = None,
     batch_size: int = BATCH_SIZE,
@@ -89,7 +89,7 @@ async def prune_expired(
     now = now or utcnow()
 
     async def records(conn: AsyncConnection) -> int:
-        pruned = await idempotency.prune_batch(conn, now, batch_size)
+        pruned = await idempotency_repo.prune_batch(conn, now, batch_size)
         await _free_order_keys(conn, pruned)
         return len(pruned)
 
@@ -101,9 +101,9 @@ async def prune_expired(
         return await jobs_repo.delete_processed_events(conn, received_before, batch_size)
 
     report = PruneReport(
-        idempotency_records=await _in_batches(ctx, records, batch_size, max_batches),
-        refresh_tokens=await _in_batches(ctx, tokens, batch_size, max_batches),
-        webhook_events=await _in_batches(ctx, events, batch_size, max_batches),
+        idempotency_records=await _in_batches(db, records, batch_size, max_batches),
+        refresh_tokens=await _in_batches(db, tokens, batch_size, max_batches),
+        webhook_events=await _in_batches(db, events, batch_size, max_batches),
     )
     if report.idempotency_records or report.refresh_tokens or report.webhook_events:
         log.info(
@@ -120,12 +120,12 @@ async def _free_order_keys(conn: AsyncConnection, released: Sequence[ReleasedKey
     await orders_repo.clear_idempotency_keys(conn, held)
 
 
-async def _in_batches(ctx: AppContext, batch: Batch, batch_size: int, max_batches: int) -> int:
+async def _in_batches(db: Database, batch: Batch, batch_size: int, max_batches: int) -> int:
     """Run `batch` (one transaction each) until it deletes less than a full batch, at most
     `max_batches` times; the rows deleted in all."""
     total = 0
     for _ in range(max_batches):
-        deleted = await ctx.db.transaction(batch)
+        deleted = await db.transaction(lambda uow: batch(uow.conn))
         total += deleted
         if deleted < batch_size:
             break

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from payflow.core.migrations import MIGRATION_LOCK_KEY
-from payflow.core.model_registry import metadata
+from payflow.migrations.model_registry import metadata
 
 config = context.config
 target_metadata = metadata
@@ -21,7 +21,10 @@ def _run(connection: Connection) -> None:
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
+        # What autogenerate (`alembic check`, tests/core/test_alembic_check.py) compares besides
+        # tables, columns, indexes and unique constraints: column types and server defaults.
         compare_type=True,
+        compare_server_default=True,
     )
     with context.begin_transaction():
         context.run_migrations()

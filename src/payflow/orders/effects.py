@@ -1,9 +1,9 @@
-"""Effects: what a committed order transaction changed, applied only after its commit.
+"""Effects: what one attempt of an order transaction changed, applied only after its commit.
 
-A unit of work calls `begin()` first (it may be re-run after a conflict), records what it changes,
-and calls `end()` as its last step; `apply()` after the transaction then refreshes the wallet and
-product caches, counts and logs the order transitions, and sends the refunds decided in it. An
-attempt that raised never reached `end()`, so what it recorded (rolled back) is never applied.
+`Effects.of(ctx, uow)` makes a fresh record for the unit of work's attempt and registers its
+`apply` as the unit of work's after-commit hook: an attempt that was rolled back (or re-run after
+a conflict) never commits, so what it recorded is never applied. Applying refreshes the wallet and
+product caches, counts and logs the order transitions, and sends the refunds decided in it.
 """
 
 from __future__ import annotations
@@ -13,38 +13,33 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from payflow.core.context import AppContext
+from payflow.core.unit_of_work import UnitOfWork
+from payflow.orders import refund_outbox
 from payflow.orders.models import OrderStatus, PaymentMethod
 from payflow.products import cache as product_cache
 from payflow.wallets import service as wallets_service
 from payflow.wallets.records import Wallet
+from payflow.wiring import AppContext
 
 log = structlog.get_logger("payflow.orders")
 
 
 @dataclass(slots=True)
 class Effects:
+    ctx: AppContext
     wallets: list[Wallet] = field(default_factory=list)
     products: list[tuple[uuid.UUID, int]] = field(default_factory=list)
     refunds: list[uuid.UUID] = field(default_factory=list)
     transitions: list[tuple[uuid.UUID, OrderStatus, PaymentMethod]] = field(default_factory=list)
-    ended: bool = False
 
-    def begin(self) -> None:
-        self.wallets.clear()
-        self.products.clear()
-        self.refunds.clear()
-        self.transitions.clear()
-        self.ended = False
+    @classmethod
+    def of(cls, ctx: AppContext, uow: UnitOfWork) -> Effects:
+        effects = cls(ctx)
+        uow.after_commit(effects.apply)
+        return effects
 
-    def end(self) -> None:
-        self.ended = True
-
-    async def apply(self, ctx: AppContext) -> None:
-        """Call after the transaction: applies only what its last, committed attempt recorded."""
-        if not self.ended:
-            return
-        self.ended = False
+    async def apply(self) -> None:
+        ctx = self.ctx
         tombstones, deleted = product_cache.invalidation(self.products)
         await ctx.cache.update([*wallets_service.cache_entries(self.wallets), *tombstones], deleted)
         for order_id, status, method in self.transitions:
@@ -53,7 +48,4 @@ class Effects:
                 "order.transition", order_id=str(order_id), status=status.value, method=method.value
             )
         if self.refunds:
-            # Imported here: the refund outbox belongs to payments, which builds on orders.
-            from payflow.payments.refunds import send_pending_refunds
-
-            await send_pending_refunds(ctx, list(self.refunds))
+            await refund_outbox.send(ctx, list(self.refunds))

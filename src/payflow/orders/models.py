@@ -28,7 +28,7 @@ orders = sa.Table(
     metadata,
     id_column(),
     sa.Column("user_id", sa.Uuid(), sa.ForeignKey("users.id"), nullable=False),
-    sa.Column("product_id", sa.Uuid(), sa.ForeignKey("products.id"), nullable=False),
+    sa.Column("product_id", sa.Uuid(), sa.ForeignKey("products.id"), nullable=False, index=True),
     sa.Column("merchant_id", sa.Uuid(), sa.ForeignKey("users.id"), nullable=False),
     sa.Column("quantity", sa.Integer(), nullable=False),
     sa.Column("unit_price", sa.BigInteger(), nullable=False),
@@ -48,4 +48,15 @@ orders = sa.Table(
     sa.CheckConstraint("quantity BETWEEN 1 AND 100", name="quantity_range"),
     sa.CheckConstraint("amount = unit_price * quantity", name="amount_is_price_times_quantity"),
     sa.UniqueConstraint("user_id", "idempotency_key", name="uq_orders_user_id_idempotency_key"),
+    sa.Index("ix_orders_status_created_at", "status", "created_at"),
+    # A buyer's and a merchant's order listings, newest first (keyset on created_at, id).
+    sa.Index("ix_orders_user_created", "user_id", "created_at", "id"),
+    sa.Index("ix_orders_merchant_created", "merchant_id", "created_at", "id"),
+    # The reservation sweeper's query: pending gateway orders by expiry.
+    sa.Index(
+        "ix_orders_pending_reservations",
+        "reservation_expires_at",
+        postgresql_where=sa.text("status = 'PENDING'"),
+        sqlite_where=sa.text("status = 'PENDING'"),
+    ),
 )

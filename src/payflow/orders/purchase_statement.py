@@ -41,7 +41,7 @@ from payflow.core.money import MAX_MINOR_UNITS
 from payflow.orders import repository
 from payflow.orders.models import OrderStatus, PaymentMethod
 from payflow.orders.records import Order
-from payflow.wallets.models import TransactionType
+from payflow.wallets.models import ReferenceType, TransactionType
 from payflow.wallets.records import Wallet
 
 REFUSED_MARKER = "payflow: purchase refused"
@@ -83,7 +83,7 @@ WITH product AS (
               ELSE '{TransactionType.EARNING.value}' END,
          'COMPLETED', m.amount,
          CASE WHEN m.is_buyer THEN m.balance + m.amount ELSE m.balance - m.amount END,
-         m.balance, m.currency, 'ORDER', $5::uuid, $4::timestamptz, $4::timestamptz
+         m.balance, m.currency, '{ReferenceType.ORDER.value}', $5::uuid, $4::timestamptz, $4::timestamptz
     FROM moved m
    WHERE (SELECT count(*) FROM moved) = 2
   RETURNING id

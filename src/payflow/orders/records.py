@@ -35,3 +35,12 @@ class Order:
     metadata: dict[str, Any] | None
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Checkout:
+    """A gateway order and the hosted checkout that can pay for it."""
+
+    order: Order
+    url: str | None
+    session_id: str | None

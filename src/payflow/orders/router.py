@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import APIRouter, Body, Query, Request, Response, status
 
 from payflow.auth.dependencies import CurrentUser, MerchantUser
 from payflow.auth.rate_limits import ORDER_LIMITS
-from payflow.core import idempotency
-from payflow.core.dependencies import ContextDep
 from payflow.core.errors import ValidationFailed
-from payflow.core.idempotency import IdempotencyKeyHeader, StoredResponse, json_response
+from payflow.core.idempotency import (
+    IdempotencyKeyHeader,
+    StoredResponse,
+    json_response,
+    request_for,
+    respond,
+)
 from payflow.core.ids import parse_path_id
 from payflow.core.json_body import JsonBodyRoute
 from payflow.core.pagination import (
@@ -22,28 +28,31 @@ from payflow.core.pagination import (
     encode_time_cursor,
 )
 from payflow.core.schemas import problem_responses
-from payflow.orders import gateway_service, repository, service
+from payflow.orders import checkout, repository, service
 from payflow.orders.models import OrderStatus, PaymentMethod
-from payflow.orders.records import CREATE_ORDER_ENDPOINT, Order
+from payflow.orders.records import CREATE_ORDER_ENDPOINT, Checkout, Order
 from payflow.orders.schemas import CheckoutOut, CreateOrderRequest, OrderOut, RefundRequest
 from payflow.users.records import User
+from payflow.wiring import ContextDep
 
 router = APIRouter(prefix="/orders", tags=["orders"], route_class=JsonBodyRoute)
 
-_AUTH = ("UNAUTHORIZED", "ACCOUNT_DISABLED")
-_IDEMPOTENCY = ("IDEMPOTENCY_KEY_IN_USE", "IDEMPOTENCY_KEY_MISMATCH", "SERVICE_UNAVAILABLE")
+# Each route lists the problems of its own rules; app.py adds those every route of its kind can
+# answer with (authentication, idempotency keys, path ids, bodies, validation, unavailability).
 
 
-def _render(code: int, viewer: User) -> service.Render:
+def _render(code: int, viewer: User) -> Callable[[Order], StoredResponse]:
     return lambda order: json_response(code, OrderOut.of(order, viewer.id))
 
 
-def _render_checkout(order: Order, url: str | None, session_id: str | None) -> StoredResponse:
+def _render_checkout(made: Checkout) -> StoredResponse:
     # Only the buyer opens a checkout: the buyer is the viewer.
     return json_response(
         status.HTTP_201_CREATED,
         CheckoutOut(
-            order=OrderOut.of(order, order.user_id), checkout_url=url, session_id=session_id
+            order=OrderOut.of(made.order, made.order.user_id),
+            checkout_url=made.url,
+            session_id=made.session_id,
         ),
     )
 
@@ -62,8 +71,6 @@ def _order_key(header: str | None, body_key: str | None) -> str | None:
     status_code=status.HTTP_201_CREATED,
     response_model=OrderOut | CheckoutOut,
     responses=problem_responses(
-        *_AUTH,
-        *_IDEMPOTENCY,
         "PAYMENT_GATEWAY_ERROR",
         "NOT_FOUND",
         "OUT_OF_STOCK",
@@ -84,30 +91,20 @@ async def create_order(
 ) -> Response:
     key = _order_key(idempotency_key, body.idempotency_key)
     fingerprint = body.model_copy(update={"idempotency_key": None})
-    scope = idempotency.scope_for(user.id, CREATE_ORDER_ENDPOINT, key, fingerprint)
     if body.payment_method is PaymentMethod.GATEWAY:
-        checkout = await gateway_service.buy_with_gateway(
-            ctx,
-            user,
-            body.product_id,
-            body.quantity,
-            scope,
-            _render_checkout,
-            instance=request.url.path,
-            request_id=request.state.request_id,
+        opened = request_for(
+            request, user.id, CREATE_ORDER_ENDPOINT, key, fingerprint, _render_checkout
         )
-        return checkout.to_http()
-    response = await service.buy_with_wallet(
-        ctx,
-        user,
-        body.product_id,
-        body.quantity,
-        scope,
-        _render(status.HTTP_201_CREATED, user),
-        instance=request.url.path,
-        request_id=request.state.request_id,
+        return await respond(
+            opened,
+            checkout.buy_with_gateway(ctx, user, body.product_id, body.quantity, opened),
+        )
+    bought = request_for(
+        request, user.id, CREATE_ORDER_ENDPOINT, key, fingerprint, _render(201, user)
     )
-    return response.to_http()
+    return await respond(
+        bought, service.buy_with_wallet(ctx, user, body.product_id, body.quantity, bought)
+    )
 
 
 def _page(orders: list[Order], limit: int, viewer: User) -> Page[OrderOut]:
@@ -147,7 +144,7 @@ async def _list(
 StatusQuery = Query(default=None, alias="status", description="Only orders in this status")
 
 
-@router.get("", response_model=Page[OrderOut], responses=problem_responses(*_AUTH))
+@router.get("", response_model=Page[OrderOut])
 async def list_my_orders(
     user: CurrentUser,
     ctx: ContextDep,
@@ -163,7 +160,7 @@ async def list_my_orders(
 @router.get(
     "/merchant/sales",
     response_model=Page[OrderOut],
-    responses=problem_responses(*_AUTH, "FORBIDDEN"),
+    responses=problem_responses("FORBIDDEN"),
 )
 async def list_my_sales(
     user: MerchantUser,
@@ -177,9 +174,7 @@ async def list_my_sales(
     )
 
 
-@router.get(
-    "/{order_id}", response_model=OrderOut, responses=problem_responses(*_AUTH, "NOT_FOUND")
-)
+@router.get("/{order_id}", response_model=OrderOut, responses=problem_responses())
 async def get_order(order_id: str, user: CurrentUser, ctx: ContextDep) -> OrderOut:
     order = await service.get_order(ctx, user, parse_path_id(order_id, "Order"))
     return OrderOut.of(order, user.id)
@@ -189,9 +184,6 @@ async def get_order(order_id: str, user: CurrentUser, ctx: ContextDep) -> OrderO
     "/{order_id}/refund",
     response_model=OrderOut,
     responses=problem_responses(
-        *_AUTH,
-        *_IDEMPOTENCY,
-        "NOT_FOUND",
         "FORBIDDEN",
         "ORDER_STATE_CONFLICT",
         "INSUFFICIENT_FUNDS",
@@ -208,27 +200,16 @@ async def refund_order(
 ) -> Response:
     parsed = parse_path_id(order_id, "Order")
     body = body or RefundRequest()
-    scope = idempotency.scope_for(user.id, f"orders.refund:{parsed}", idempotency_key, body)
-    response: StoredResponse = await service.refund(
-        ctx,
-        user,
-        parsed,
-        body.reason,
-        scope,
-        _render(status.HTTP_200_OK, user),
-        instance=request.url.path,
-        request_id=request.state.request_id,
+    refunding = request_for(
+        request, user.id, f"orders.refund:{parsed}", idempotency_key, body, _render(200, user)
     )
-    return response.to_http()
+    return await respond(refunding, service.refund(ctx, user, parsed, body.reason, refunding))
 
 
 @router.post(
     "/{order_id}/cancel",
     response_model=OrderOut,
     responses=problem_responses(
-        *_AUTH,
-        *_IDEMPOTENCY,
-        "NOT_FOUND",
         "FORBIDDEN",
         "ORDER_STATE_CONFLICT",
         "PAYMENT_GATEWAY_ERROR",
@@ -243,14 +224,7 @@ async def cancel_order(
 ) -> Response:
     """Cancel your PENDING gateway order: its checkout is expired and its stock released."""
     parsed = parse_path_id(order_id, "Order")
-    scope = idempotency.scope_for(user.id, f"orders.cancel:{parsed}", idempotency_key, {})
-    response = await gateway_service.cancel_by_buyer(
-        ctx,
-        user,
-        parsed,
-        scope,
-        _render(status.HTTP_200_OK, user),
-        instance=request.url.path,
-        request_id=request.state.request_id,
+    cancelling = request_for(
+        request, user.id, f"orders.cancel:{parsed}", idempotency_key, {}, _render(200, user)
     )
-    return response.to_http()
+    return await respond(cancelling, checkout.cancel_by_buyer(ctx, user, parsed, cancelling))

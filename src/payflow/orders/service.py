@@ -5,27 +5,31 @@ the COMPLETED order and both ledger rows, store the idempotency record, commit; 
 caches. Rows are locked in one global order — the order row (refunds only), then the product, then
 wallets by ascending wallet id — so purchases, refunds, deposits and withdrawals cannot deadlock.
 A business failure rolls all of that back and leaves only a FAILED order recording why.
+
+The purchase has two implementations with the same input and output (`PurchaseRequest →
+Purchase`): one PostgreSQL statement (purchase_statement.py), tried first on PostgreSQL, and the
+step-by-step transaction (purchase_steps.py), which runs on SQLite and after the statement
+refused, to find out why. A differential test holds them equal.
 """
 
 from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Callable
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from payflow.core import idempotency
-from payflow.core.context import AppContext
 from payflow.core.errors import DomainError, Forbidden, NotFound
-from payflow.core.idempotency import IdempotencyScope, StoredResponse
+from payflow.core.idempotency import IdempotentRequest, runner
 from payflow.core.money import Money
 from payflow.core.tables import utcnow
-from payflow.orders import purchase_statement, repository
+from payflow.core.unit_of_work import UnitOfWork
+from payflow.orders import purchase_statement, purchase_steps, repository
 from payflow.orders.effects import Effects
 from payflow.orders.errors import OrderStateConflict, ReservationLimitExceeded
 from payflow.orders.models import OrderStatus, PaymentMethod
+from payflow.orders.purchase_statement import Purchase, PurchaseRefused, PurchaseRequest
 from payflow.orders.records import Order
 from payflow.payments import repository as payments_repo
 from payflow.products import stock
@@ -33,9 +37,9 @@ from payflow.products.errors import OutOfStock, ProductUnavailable
 from payflow.users.records import User
 from payflow.wallets import repository as wallets_repo
 from payflow.wallets.errors import InsufficientFunds, WalletLocked
-from payflow.wallets.models import TransactionType
+from payflow.wallets.models import ReferenceType, TransactionType
+from payflow.wiring import AppContext
 
-ORDER_REFERENCE = "ORDER"
 # Failures that leave a FAILED order behind (the product exists; the purchase could not be made).
 _RECORDED_FAILURES = (
     OutOfStock,
@@ -47,7 +51,11 @@ _RECORDED_FAILURES = (
 
 log = structlog.get_logger("payflow.orders")
 
-Render = Callable[[Order], StoredResponse]
+
+def _record_sale(effects: Effects, made: Purchase) -> None:
+    effects.products.append((made.order.product_id, made.product_version))
+    effects.wallets.extend(made.wallets)
+    effects.transitions.append((made.order.id, OrderStatus.COMPLETED, PaymentMethod.WALLET))
 
 
 async def buy_with_wallet(
@@ -55,26 +63,14 @@ async def buy_with_wallet(
     buyer: User,
     product_id: uuid.UUID,
     quantity: int,
-    scope: IdempotencyScope | None,
-    render: Render,
-    *,
-    instance: str,
-    request_id: str | None,
-) -> StoredResponse:
+    request: IdempotentRequest[Order],
+) -> Order:
+    """Buy `quantity` units with the buyer's wallet, in one transaction (see the module doc)."""
     order_id = uuid.uuid4()
-    key = scope.key if scope else None
-    committed = Effects()
+    key = request.scope.key if request.scope else None
 
-    def completed(made: purchase_statement.Purchase) -> StoredResponse:
-        committed.products.append((product_id, made.product_version))
-        committed.wallets.extend(made.wallets)
-        committed.transitions.append((order_id, OrderStatus.COMPLETED, PaymentMethod.WALLET))
-        committed.end()
-        return render(made.order)
-
-    def one_statement() -> purchase_statement.PurchaseRequest:
-        committed.begin()
-        return purchase_statement.PurchaseRequest(
+    def purchase_request() -> PurchaseRequest:
+        return PurchaseRequest(
             order_id=order_id,
             buyer_id=buyer.id,
             product_id=product_id,
@@ -83,109 +79,57 @@ async def buy_with_wallet(
             now=utcnow(),
         )
 
-    async def one_statement_keyed(conn: AsyncConnection) -> StoredResponse:
-        return completed(await purchase_statement.purchase(conn, one_statement()))
+    async def one_statement(uow: UnitOfWork) -> Order:
+        made = await purchase_statement.purchase(uow.conn, purchase_request())
+        _record_sale(Effects.of(ctx, uow), made)
+        return made.order
 
-    async def stepwise(conn: AsyncConnection) -> StoredResponse:
-        committed.begin()
-        now = utcnow()
-        parties = await repository.purchase_parties(conn, product_id, buyer.id)
-        if parties is None:
-            raise NotFound("Product not found")
-        merchant_id, buyer_wallet, merchant_wallet = parties
-        product = await stock.take_for_buyer(
-            conn, product_id, quantity, buyer.id, reserve=False, now=now
-        )
-        committed.products.append((product.id, product.version))
-        amount = Money(product.price * quantity, product.currency)
-        legs = sorted(
-            [
-                (buyer_wallet, False, TransactionType.PAYMENT),
-                (merchant_wallet, True, TransactionType.EARNING),
-            ]
-        )
-        for wallet_id, credit, kind in legs:
-            try:
-                movement = await wallets_repo.change_balance(
-                    conn,
-                    amount,
-                    wallet_id=wallet_id,
-                    credit=credit,
-                    type=kind,
-                    reference_type=ORDER_REFERENCE,
-                    reference_id=order_id,
-                    now=now,
-                )
-            except WalletLocked as locked:
-                if credit:  # the merchant's wallet, not the buyer's
-                    raise ProductUnavailable("The merchant cannot accept payments now") from locked
-                raise
-            committed.wallets.append(movement.wallet)
-        order = await repository.insert_order(
-            conn,
-            order_id=order_id,
-            user_id=buyer.id,
-            product_id=product_id,
-            merchant_id=merchant_id,
-            quantity=quantity,
-            unit_price=product.price,
-            currency=product.currency,
-            payment_method=PaymentMethod.WALLET,
-            status=OrderStatus.COMPLETED,
-            idempotency_key=key,
-            now=now,
-        )
-        committed.transitions.append((order_id, OrderStatus.COMPLETED, PaymentMethod.WALLET))
-        committed.end()
-        return render(order)
+    async def step_by_step(uow: UnitOfWork) -> Order:
+        made = await purchase_steps.purchase(uow.conn, purchase_request())
+        _record_sale(Effects.of(ctx, uow), made)
+        return made.order
 
-    async def record_failure(conn: AsyncConnection, error: DomainError) -> None:
+    async def record_failure(uow: UnitOfWork, error: DomainError) -> None:
         await record_failed_order(
-            ctx, conn, error, order_id, buyer.id, product_id, quantity, PaymentMethod.WALLET, scope
+            ctx, uow, error, order_id, buyer.id, product_id, quantity, PaymentMethod.WALLET, key
         )
 
-    async def run(effect: idempotency.Effect) -> StoredResponse:
-        return await idempotency.run(
-            ctx,
-            scope,
-            effect,
-            instance=instance,
-            request_id=request_id,
-            record_failure=record_failure,
-        )
-
-    response: StoredResponse | None = None
+    made: Purchase | None = None
     async with ctx.purchase_gate.admit(product_id):
         if ctx.db.driver is not None:
             # PostgreSQL: the common case in one statement. A refusal wrote nothing (and released
             # the key it claimed): the step-by-step purchase then finds out why and records it.
-            with contextlib.suppress(purchase_statement.PurchaseRefused):
-                if scope is None:
-                    made = await purchase_statement.purchase_alone(ctx.db.driver, one_statement())
-                    response = completed(made)
-                else:
-                    response = await run(one_statement_keyed)
-        if response is None:
-            response = await run(stepwise)
-    if not response.replayed:  # a replay changed nothing; an earlier attempt's record is void
-        await committed.apply(ctx)
-    return response
+            with contextlib.suppress(PurchaseRefused):
+                if request.scope is not None:
+                    return await runner.run(
+                        ctx.db, request, one_statement, record_failure=record_failure
+                    )
+                made = await purchase_statement.purchase_alone(ctx.db.driver, purchase_request())
+        if made is None:
+            return await runner.run(ctx.db, request, step_by_step, record_failure=record_failure)
+    # The statement was a unit of work of its own (autocommit): apply its effects now, outside
+    # the gate, as the unit of work would after its commit.
+    effects = Effects(ctx)
+    _record_sale(effects, made)
+    await effects.apply()
+    return made.order
 
 
 async def record_failed_order(
     ctx: AppContext,
-    conn: AsyncConnection,
+    uow: UnitOfWork,
     error: DomainError,
     order_id: uuid.UUID,
     buyer_id: uuid.UUID,
     product_id: uuid.UUID,
     quantity: int,
     method: PaymentMethod,
-    scope: IdempotencyScope | None,
+    idempotency_key: str | None,
 ) -> None:
     """Leave a FAILED order saying why a purchase of an existing product could not be made."""
     if not isinstance(error, _RECORDED_FAILURES):
         return
+    conn = uow.conn
     terms = await repository.product_terms(conn, product_id)
     if terms is None:
         return
@@ -201,12 +145,16 @@ async def record_failed_order(
         currency=currency,
         payment_method=method,
         status=OrderStatus.FAILED,
-        idempotency_key=scope.key if scope else None,
+        idempotency_key=idempotency_key,
         now=utcnow(),
         failure_reason=f"{error.code}: {error.detail}",
     )
-    log.info("order.failed", order_id=str(order_id), reason=error.code)
-    ctx.metrics.orders.labels(OrderStatus.FAILED.value, method.value).inc()
+
+    async def count() -> None:
+        log.info("order.failed", order_id=str(order_id), reason=error.code)
+        ctx.metrics.orders.labels(OrderStatus.FAILED.value, method.value).inc()
+
+    uow.after_commit(count)
 
 
 async def refund(
@@ -214,20 +162,15 @@ async def refund(
     caller: User,
     order_id: uuid.UUID,
     reason: str | None,
-    scope: IdempotencyScope | None,
-    render: Render,
-    *,
-    instance: str,
-    request_id: str | None,
-) -> StoredResponse:
+    request: IdempotentRequest[Order],
+) -> Order:
     """Refund a COMPLETED order, by its merchant (SPEC §8): in one transaction the order becomes
     REFUNDED, its units return to stock and the merchant is debited; the buyer is credited (wallet
     orders) or the payment is refunded through the gateway after the commit (gateway orders)."""
-    effects = Effects()
     description = f"Refund of order {order_id}" + (f": {reason}" if reason else "")
 
-    async def refund_steps(conn: AsyncConnection) -> StoredResponse:
-        effects.begin()
+    async def refund_steps(uow: UnitOfWork) -> Order:
+        conn, effects = uow.conn, Effects.of(ctx, uow)
         now = utcnow()
         order = await visible_order(conn, caller, order_id, lock=True)
         if order.merchant_id != caller.id:
@@ -268,20 +211,14 @@ async def refund(
                 credit=credit,
                 type=TransactionType.REFUND,
                 description=description,
-                reference_type=ORDER_REFERENCE,
+                reference_type=ReferenceType.ORDER,
                 reference_id=order.id,
                 now=now,
             )
             effects.wallets.append(movement.wallet)
-        effects.end()
-        return render(refunded)
+        return refunded
 
-    response = await idempotency.run(
-        ctx, scope, refund_steps, instance=instance, request_id=request_id
-    )
-    if not response.replayed:  # a replay changed nothing; an earlier attempt's record is void
-        await effects.apply(ctx)
-    return response
+    return await runner.run(ctx.db, request, refund_steps)
 
 
 async def _wallet_of(conn: AsyncConnection, user_id: uuid.UUID) -> uuid.UUID:

@@ -8,7 +8,6 @@ UPDATE from the allowed sources), so a concurrent or repeated event can never mo
 
 from __future__ import annotations
 
-from payflow.orders.errors import OrderStateConflict
 from payflow.orders.models import OrderStatus as S
 
 INITIAL = frozenset({S.PENDING, S.COMPLETED, S.FAILED})
@@ -31,8 +30,3 @@ TRANSITIONS: dict[S, frozenset[S]] = {
 def sources_of(target: S) -> frozenset[S]:
     """Every status from which an order may move to `target`."""
     return frozenset(source for source, targets in TRANSITIONS.items() if target in targets)
-
-
-def check(current: S, target: S) -> None:
-    if target not in TRANSITIONS[current]:
-        raise OrderStateConflict(f"An order that is {current} cannot become {target}")

@@ -13,7 +13,7 @@ import json
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, cast, get_args
 
 import httpx
 import stripe
@@ -39,7 +39,10 @@ class MalformedObject(ValueError):
     """A Stripe object lacks a field payflow needs, or holds one of the wrong type."""
 
 
-PAYMENT_STATUSES = frozenset({"paid", "unpaid", "no_payment_required"})
+PaymentStatus = Literal["paid", "unpaid", "no_payment_required"]
+SessionStatus = Literal["open", "complete", "expired"]
+PAYMENT_STATUSES: frozenset[str] = frozenset(get_args(PaymentStatus))
+SESSION_STATUSES: frozenset[str] = frozenset(get_args(SessionStatus))
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +50,8 @@ class CheckoutSession:
     id: str
     url: str | None
     payment_intent: str | None
-    payment_status: str  # paid | unpaid | no_payment_required
-    status: str | None  # open | complete | expired
+    payment_status: PaymentStatus
+    status: SessionStatus | None
     amount_total: int | None
     currency: str | None  # ISO 4217 upper-case, as payflow writes currencies (Stripe: lower)
     client_reference_id: str | None
@@ -61,12 +64,15 @@ class CheckoutSession:
         payment_status = _text(data, "payment_status")
         if payment_status not in PAYMENT_STATUSES:
             raise MalformedObject(f"payment_status {payment_status!r} is not one of Stripe's")
+        status = _optional_text(data, "status")
+        if status is not None and status not in SESSION_STATUSES:
+            raise MalformedObject(f"status {status!r} is not one of Stripe's")
         return cls(
             id=_text(data, "id"),
             url=_optional_text(data, "url", 4096),
             payment_intent=_id_of(data.get("payment_intent")),
-            payment_status=payment_status,
-            status=_optional_text(data, "status"),
+            payment_status=cast(PaymentStatus, payment_status),
+            status=cast(SessionStatus | None, status),
             amount_total=_optional_amount(data, "amount_total"),
             currency=_upper(_optional_text(data, "currency", 3)),
             client_reference_id=_optional_text(data, "client_reference_id"),

@@ -15,17 +15,18 @@ the payment is refunded once. Then one of three outcomes is written:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from functools import partial
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from payflow.core.context import AppContext
 from payflow.core.tables import utcnow
-from payflow.orders import repository as orders_repo
+from payflow.core.unit_of_work import UnitOfWork
 from payflow.payments import repository
 from payflow.payments.errors import PaymentGatewayError
+from payflow.wiring import AppContext
 
 log = structlog.get_logger("payflow.payments")
 
@@ -50,23 +51,22 @@ def retry_delay(attempts: int, base: float, cap: float) -> timedelta:
     return timedelta(seconds=min(cap, base * 2 ** min(attempts - 1, 32)))
 
 
-async def _give_up(conn: AsyncConnection, order_id: uuid.UUID, error: str) -> bool:
-    if not await repository.refund_failed(conn, order_id, error):
-        return False
-    await orders_repo.note_failure(conn, order_id, f"REFUND_FAILED: {error}")
-    return True
+async def _done(uow: UnitOfWork, *, order_id: uuid.UUID, provider_id: str) -> None:
+    await repository.refund_done(uow.conn, order_id, provider_id)
 
 
-async def send_pending_refunds(ctx: AppContext, order_ids: list[uuid.UUID] | None = None) -> int:
+# Told, in the same transaction, that the refund of an order failed for good (and why).
+GivenUp = Callable[[AsyncConnection, uuid.UUID, str], Awaitable[None]]
+
+
+async def send_pending_refunds(
+    ctx: AppContext, order_ids: list[uuid.UUID] | None = None, *, on_given_up: GivenUp
+) -> int:
     """Send the refunds that are due (of these orders, or all); returns how many succeeded."""
     now = utcnow()
     due = await ctx.db.transaction(
-        partial(
-            repository.claim_due_refunds,
-            now=now,
-            lease_until=now + LEASE,
-            order_ids=order_ids,
-            limit=BATCH,
+        lambda uow: repository.claim_due_refunds(
+            uow.conn, now=now, lease_until=now + LEASE, order_ids=order_ids, limit=BATCH
         )
     )
     sent = 0
@@ -76,11 +76,9 @@ async def send_pending_refunds(ctx: AppContext, order_ids: list[uuid.UUID] | Non
                 item.payment_intent_id, item.amount, idempotency_key=refund_key(item.order_id)
             )
         except PaymentGatewayError as exc:
-            await _record_refusal(ctx, item.order_id, item.attempts + 1, exc)
+            await _record_refusal(ctx, item.order_id, item.attempts + 1, exc, on_given_up)
             continue
-        await ctx.db.transaction(
-            partial(repository.refund_done, order_id=item.order_id, provider_refund_id=refund.id)
-        )
+        await ctx.db.transaction(partial(_done, order_id=item.order_id, provider_id=refund.id))
         ctx.metrics.gateway_refunds.labels("succeeded").inc()
         log.info("payments.refunded", order_id=str(item.order_id), amount=item.amount)
         sent += 1
@@ -88,10 +86,21 @@ async def send_pending_refunds(ctx: AppContext, order_ids: list[uuid.UUID] | Non
 
 
 async def _record_refusal(
-    ctx: AppContext, order_id: uuid.UUID, attempts: int, error: PaymentGatewayError
+    ctx: AppContext,
+    order_id: uuid.UUID,
+    attempts: int,
+    error: PaymentGatewayError,
+    on_given_up: GivenUp,
 ) -> None:
     if is_permanent(error):
-        if await ctx.db.transaction(partial(_give_up, order_id=order_id, error=error.detail)):
+
+        async def give_up(uow: UnitOfWork) -> bool:
+            if not await repository.refund_failed(uow.conn, order_id, error.detail):
+                return False
+            await on_given_up(uow.conn, order_id, error.detail)
+            return True
+
+        if await ctx.db.transaction(give_up):
             ctx.metrics.gateway_refunds.labels("failed").inc()
             log.error("payments.refund_failed", order_id=str(order_id), error=error.detail)
         return
@@ -101,12 +110,8 @@ async def _record_refusal(
     )
     now = utcnow()
     await ctx.db.transaction(
-        partial(
-            repository.refund_retry_later,
-            order_id=order_id,
-            error=error.detail,
-            now=now,
-            next_attempt_at=now + delay,
+        lambda uow: repository.refund_retry_later(
+            uow.conn, order_id=order_id, error=error.detail, now=now, next_attempt_at=now + delay
         )
     )
     ctx.metrics.gateway_refunds.labels("retry").inc()

@@ -1,122 +1,25 @@
-"""/webhooks/stripe, and the pages a buyer's browser returns to from Checkout."""
+"""/webhooks/stripe: Stripe's events, verified and handed to the handler the app registers."""
 
 from __future__ import annotations
 
-import hmac
-import html
-from typing import Annotated
+from fastapi import APIRouter, Request
 
-from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse
-
-from payflow.core.dependencies import ContextDep
-from payflow.core.errors import DomainError, NotFound
-from payflow.core.ids import parse_path_id
-from payflow.core.money import format_minor
 from payflow.core.schemas import problem_responses
-from payflow.orders import gateway_service
-from payflow.orders import repository as orders_repo
-from payflow.orders.models import OrderStatus
-from payflow.orders.records import Order
-from payflow.payments import service
-
-router = APIRouter(tags=["payments"])
-
-# No NUL: PostgreSQL text cannot hold one, so looking it up would fail in the database.
-SessionQuery = Annotated[
-    str | None,
-    Query(max_length=255, pattern=r"^[^\x00]*$", description="The Checkout session id"),
-]
+from payflow.payments import webhooks
+from payflow.wiring import ContextDep
 
 
-@router.post(
-    "/webhooks/stripe",
-    responses=problem_responses("INVALID_SIGNATURE", "SERVICE_UNAVAILABLE"),
-)
-async def stripe_webhook(request: Request, ctx: ContextDep) -> dict[str, bool]:
-    """Stripe's events, verified over the raw body; each takes effect once."""
-    await service.handle_webhook(ctx, await request.body(), request.headers.get("stripe-signature"))
-    return {"received": True}
+def webhook_router(handler: webhooks.WebhookHandler) -> APIRouter:
+    router = APIRouter(tags=["payments"])
 
-
-def _status_payload(order: Order, message: str) -> dict[str, str | None]:
-    return {
-        "orderId": str(order.id),
-        "status": order.status.value,
-        "amount": format_minor(order.amount, order.currency),
-        "currency": order.currency,
-        "message": message,
-    }
-
-
-def _page(request: Request, payload: dict[str, str | None]) -> Response:
-    """JSON for API clients, a small page for browsers."""
-    if "text/html" not in request.headers.get("accept", ""):
-        return JSONResponse(payload)
-    rows = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v or '')}</td></tr>"
-        for k, v in payload.items()
+    @router.post(
+        "/webhooks/stripe",
+        responses=problem_responses("INVALID_SIGNATURE", "SERVICE_UNAVAILABLE"),
     )
-    return HTMLResponse(
-        "<!doctype html><html lang=en><head><meta charset=utf-8><title>payflow</title></head>"
-        f"<body><h1>{html.escape(payload['message'] or '')}</h1>"
-        f"<p id=order-status>{html.escape(payload['status'] or '')}</p><table>{rows}</table>"
-        "</body></html>"
-    )
+    async def stripe_webhook(request: Request, ctx: ContextDep) -> dict[str, bool]:
+        """Stripe's events, verified over the raw body; each takes effect once."""
+        body = await request.body()
+        await webhooks.handle_webhook(ctx, handler, body, request.headers.get("stripe-signature"))
+        return {"received": True}
 
-
-@router.get("/payments/success", responses=problem_responses("NOT_FOUND"))
-async def payment_success(
-    request: Request, ctx: ContextDep, session_id: SessionQuery = None
-) -> Response:
-    """Where Checkout sends the buyer after paying. Shows the order's current status; the order
-    is completed by the webhook, never by this page."""
-    if not session_id:
-        raise NotFound("No order for this checkout session")
-    order = await gateway_service.order_for_session(ctx, session_id)
-    messages = {
-        OrderStatus.COMPLETED: "Payment received, your order is complete",
-        OrderStatus.PENDING: "Thank you, we are confirming your payment",
-        OrderStatus.PAYMENT_PROCESSING: "Thank you, your payment is being processed",
-    }
-    return _page(
-        request, _status_payload(order, messages.get(order.status, f"Order {order.status}"))
-    )
-
-
-@router.get("/payments/cancel", responses=problem_responses("NOT_FOUND", "PAYMENT_GATEWAY_ERROR"))
-async def payment_cancel(
-    request: Request,
-    ctx: ContextDep,
-    order_id: Annotated[str | None, Query(max_length=64)] = None,
-    token: Annotated[str | None, Query(max_length=64)] = None,
-) -> Response:
-    """Where Checkout sends a buyer who gave up: the pending order is cancelled as
-    POST /orders/{id}/cancel would. Only with the order id and the token payflow put in the
-    cancel URL: a session id is no proof of being the buyer (and a GET anyone can trigger
-    cross-site must need a secret the buyer alone was given)."""
-    if not (order_id and token):
-        raise NotFound("Order not found")
-    parsed = parse_path_id(order_id, "Order")
-    # As bytes: compare_digest refuses str holding non-ASCII characters (a 500, not a 404).
-    expected = gateway_service.cancel_token(ctx, parsed).encode()
-    if not hmac.compare_digest(token.encode(), expected):
-        raise NotFound("Order not found")
-    found = await ctx.db.read(lambda conn: orders_repo.get(conn, parsed))
-    if found is None:
-        raise NotFound("Order not found")
-    order = found
-    if order.status is OrderStatus.PENDING:
-        try:
-            order = await service.cancel(ctx, order, "CANCELLED: the buyer left the checkout")
-        except DomainError as error:
-            if error.code != "ORDER_STATE_CONFLICT":
-                raise
-            refreshed = await ctx.db.read(lambda conn: orders_repo.get(conn, order.id))
-            order = refreshed or order
-    message = (
-        "Your order was cancelled"
-        if order.status is OrderStatus.CANCELLED
-        else f"Order {order.status}"
-    )
-    return _page(request, _status_payload(order, message))
+    return router

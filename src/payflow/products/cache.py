@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable
 
 from payflow.core.cache import Versioned
-from payflow.core.context import AppContext
+from payflow.wiring import AppContext
 
 PRODUCT_TTL_SECONDS = 60
 _TOMBSTONE = b""

@@ -12,12 +12,12 @@ from fastapi import Depends, Header, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials
 
 from payflow.auth.dependencies import MerchantUser, bearer, get_current_user
-from payflow.core.dependencies import ContextDep
 from payflow.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from payflow.core.ids import parse_path_id
 from payflow.products import service
 from payflow.products.records import Product
 from payflow.users.records import User
+from payflow.wiring import ContextDep
 
 _IF_MATCH = re.compile(r'^\s*(?:"(\d{1,18})"|(\d{1,18}))\s*$')
 

@@ -30,6 +30,16 @@ products = sa.Table(
     sa.CheckConstraint("available_units >= 0", name="available_non_negative"),
     sa.CheckConstraint("reserved_units >= 0", name="reserved_non_negative"),
     sa.CheckConstraint("price > 0", name="price_positive"),
+    # The public catalogue: active, not deleted, newest first (keyset on created_at, id).
+    sa.Index(
+        "ix_products_catalogue",
+        "created_at",
+        "id",
+        postgresql_where=sa.text("is_active AND deleted_at IS NULL"),
+        sqlite_where=sa.text("is_active AND deleted_at IS NULL"),
+    ),
+    # A merchant's own listing, inactive included.
+    sa.Index("ix_products_merchant_created", "merchant_id", "created_at", "id"),
 )
 
 stock_adjustments = sa.Table(

@@ -11,7 +11,6 @@ import uuid
 from fastapi import APIRouter, Query, Response, status
 
 from payflow.auth.dependencies import MerchantUser
-from payflow.core.dependencies import ContextDep
 from payflow.core.json_body import JsonBodyRoute
 from payflow.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, Page
 from payflow.core.schemas import problem_responses
@@ -24,12 +23,11 @@ from payflow.products.schemas import (
     UpdateProductRequest,
     product_json,
 )
+from payflow.wiring import ContextDep
 
 router = APIRouter(prefix="/products", tags=["products"], route_class=JsonBodyRoute)
 
 _JSON = "application/json"
-_AS_MERCHANT = ("UNAUTHORIZED", "ACCOUNT_DISABLED", "FORBIDDEN")
-_WITH_BODY = ("PAYLOAD_TOO_LARGE", "UNSUPPORTED_MEDIA_TYPE")
 
 
 def _etag(version: int) -> dict[str, str]:
@@ -49,7 +47,7 @@ def _product_response(product: Product, status_code: int = status.HTTP_200_OK) -
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ProductOut,
-    responses=problem_responses(*_AS_MERCHANT, *_WITH_BODY),
+    responses=problem_responses("FORBIDDEN"),
 )
 async def create_product(
     body: CreateProductRequest, merchant: MerchantUser, ctx: ContextDep
@@ -58,7 +56,7 @@ async def create_product(
     return _product_response(product, status.HTTP_201_CREATED)
 
 
-@router.get("", response_model=Page[ProductOut], responses=problem_responses())
+@router.get("", response_model=Page[ProductOut])
 async def list_products(
     ctx: ContextDep,
     limit: LimitQuery = DEFAULT_LIMIT,
@@ -84,7 +82,7 @@ async def list_products(
 @router.get(
     "/merchant/my-products",
     response_model=Page[ProductOut],
-    responses=problem_responses(*_AS_MERCHANT),
+    responses=problem_responses("FORBIDDEN"),
 )
 async def my_products(
     merchant: MerchantUser,
@@ -99,7 +97,6 @@ async def my_products(
 @router.get(
     "/{product_id}",
     response_model=ProductOut,
-    responses=problem_responses("UNAUTHORIZED", "ACCOUNT_DISABLED", "NOT_FOUND"),
 )
 async def get_product(product_id: ProductId, viewer: OptionalUser, ctx: ContextDep) -> Response:
     version, body = await service.product_body(ctx, product_id, viewer.id if viewer else None)
@@ -109,7 +106,7 @@ async def get_product(product_id: ProductId, viewer: OptionalUser, ctx: ContextD
 @router.patch(
     "/{product_id}",
     response_model=ProductOut,
-    responses=problem_responses(*_AS_MERCHANT, "NOT_FOUND", "VERSION_CONFLICT", *_WITH_BODY),
+    responses=problem_responses("FORBIDDEN", "VERSION_CONFLICT"),
 )
 async def update_product(
     body: UpdateProductRequest,
@@ -126,7 +123,7 @@ async def update_product(
     "/{product_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=problem_responses(*_AS_MERCHANT, "NOT_FOUND"),
+    responses=problem_responses("FORBIDDEN"),
 )
 async def delete_product(product: OwnedProduct, ctx: ContextDep) -> Response:
     await service.delete_product(ctx, product)

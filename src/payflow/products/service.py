@@ -13,16 +13,16 @@ Merchants' own listings and inactive products are always read from the database.
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from payflow.core.context import AppContext
 from payflow.core.errors import NotFound, ValidationFailed
 from payflow.core.pagination import decode_time_cursor, encode_time_cursor
 from payflow.core.tables import utcnow
+from payflow.core.unit_of_work import UnitOfWork
 from payflow.products import cache, repository
 from payflow.products.errors import VersionConflict
 from payflow.products.records import AdjustmentReason, Position, Product
@@ -33,6 +33,7 @@ from payflow.products.schemas import (
     product_json,
 )
 from payflow.users.records import User
+from payflow.wiring import AppContext
 
 log = structlog.get_logger("payflow.products")
 
@@ -47,8 +48,8 @@ def visible_to(product: Product, viewer_id: uuid.UUID | None) -> bool:
 
 
 async def create_product(ctx: AppContext, merchant: User, request: CreateProductRequest) -> Product:
-    async def work(conn: AsyncConnection) -> Product:
-        now = utcnow()
+    async def work(uow: UnitOfWork) -> Product:
+        conn, now = uow.conn, utcnow()
         product = await repository.insert_product(
             conn,
             merchant_id=merchant.id,
@@ -103,11 +104,9 @@ async def update_product(
             errors=[{"in": "body", "field": "", "message": "nothing to change"}],
         )
     expected = {version for version in (if_match, request.version) if version is not None}
-    adjustments: list[int] = []
 
-    async def work(conn: AsyncConnection) -> Product:
-        adjustments.clear()  # a re-run after a conflict starts over
-        now = utcnow()
+    async def work(uow: UnitOfWork) -> Product:
+        conn, now = uow.conn, utcnow()
         current = await repository.lock_live(conn, product.id)
         if current is None:
             raise _not_found()
@@ -136,7 +135,7 @@ async def update_product(
                     actor_id=actor.id,
                     now=now,
                 )
-                adjustments.append(delta)
+                uow.after_commit(partial(_log_adjustment, current.id, delta))
         updated = await repository.update_product(
             conn, current.id, version=current.version, values=values, now=now
         )
@@ -152,20 +151,17 @@ async def update_product(
         fields=sorted(changed),
         version=updated.version,
     )
-    for delta in adjustments:
-        log.info(
-            "product.stock_adjusted",
-            product_id=str(updated.id),
-            delta=delta,
-            available_units=updated.available_units,
-        )
     return updated
+
+
+async def _log_adjustment(product_id: uuid.UUID, delta: int) -> None:
+    log.info("product.stock_adjusted", product_id=str(product_id), delta=delta)
 
 
 async def delete_product(ctx: AppContext, product: Product) -> None:
     """Soft-delete: the product disappears from every read; its rows stay for the audit."""
     deleted = await ctx.db.transaction(
-        lambda conn: repository.soft_delete(conn, product.id, utcnow())
+        lambda uow: repository.soft_delete(uow.conn, product.id, utcnow())
     )
     if deleted is None:  # deleted by a concurrent request
         raise _not_found()

@@ -17,6 +17,12 @@ class TransactionType(StrEnum):
     REFUND = "REFUND"
 
 
+class ReferenceType(StrEnum):
+    """What a ledger row's `reference_id` names."""
+
+    ORDER = "ORDER"
+
+
 class TransactionStatus(StrEnum):
     PENDING = "PENDING"
     COMPLETED = "COMPLETED"

@@ -19,6 +19,7 @@ from payflow.core.money import MAX_MINOR_UNITS, Money, format_minor
 from payflow.core.tables import utcnow
 from payflow.wallets.errors import BalanceLimitExceeded, InsufficientFunds, WalletLocked
 from payflow.wallets.models import (
+    ReferenceType,
     TransactionStatus,
     TransactionType,
     wallet_transactions,
@@ -101,7 +102,7 @@ async def change_balance(
     credit: bool,
     type: TransactionType,
     description: str | None = None,
-    reference_type: str | None = None,
+    reference_type: ReferenceType | None = None,
     reference_id: uuid.UUID | None = None,
     metadata: dict[str, Any] | None = None,
     now: datetime | None = None,

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from fastapi import APIRouter, Query, Request, Response, status
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.auth.dependencies import CurrentUser
 from payflow.auth.rate_limits import WITHDRAWAL_LIMITS
-from payflow.core import idempotency
-from payflow.core.dependencies import ContextDep
-from payflow.core.idempotency import IdempotencyKeyHeader, StoredResponse, json_response
+from payflow.core.idempotency import (
+    IdempotencyKeyHeader,
+    StoredResponse,
+    json_response,
+    request_for,
+    respond,
+)
 from payflow.core.json_body import JsonBodyRoute
 from payflow.core.pagination import (
     DEFAULT_LIMIT,
@@ -25,62 +26,30 @@ from payflow.core.pagination import (
 from payflow.core.schemas import problem_responses
 from payflow.wallets import service
 from payflow.wallets.models import TransactionType
-from payflow.wallets.records import Movement, Wallet
+from payflow.wallets.records import Movement
 from payflow.wallets.schemas import MoneyMovementRequest, MovementOut, TransactionOut, WalletOut
+from payflow.wiring import ContextDep
 
 router = APIRouter(prefix="/wallet", tags=["wallet"], route_class=JsonBodyRoute)
 
-_MOVEMENT_PROBLEMS = problem_responses(
-    "UNAUTHORIZED",
-    "ACCOUNT_DISABLED",
-    "WALLET_LOCKED",
-    "IDEMPOTENCY_KEY_IN_USE",
-    "IDEMPOTENCY_KEY_MISMATCH",
-    "PAYLOAD_TOO_LARGE",
-    "UNSUPPORTED_MEDIA_TYPE",
-    "SERVICE_UNAVAILABLE",
-)
+# Each route lists the problems of its own rules; app.py adds those every route of its kind can
+# answer with (authentication, idempotency keys, bodies, validation, unavailability).
 
 
-@router.get("", response_model=WalletOut, responses=problem_responses("UNAUTHORIZED"))
+@router.get("", response_model=WalletOut)
 async def get_wallet(user: CurrentUser, ctx: ContextDep) -> WalletOut:
     return WalletOut.of(await service.get_wallet(ctx, user.id))
 
 
-async def _move(
-    ctx: ContextDep,
-    request: Request,
-    user: CurrentUser,
-    body: MoneyMovementRequest,
-    key: str | None,
-    endpoint: str,
-    step: Callable[[AsyncConnection], Awaitable[Movement]],
-) -> Response:
-    committed: list[Wallet] = []
-
-    async def effect(conn: AsyncConnection) -> StoredResponse:
-        committed.clear()  # a re-run after a conflict starts over
-        movement = await step(conn)
-        committed.append(movement.wallet)
-        return json_response(status.HTTP_201_CREATED, MovementOut.of(movement))
-
-    response = await idempotency.run(
-        ctx,
-        idempotency.scope_for(user.id, endpoint, key, body),
-        effect,
-        instance=request.url.path,
-        request_id=request.state.request_id,
-    )
-    if not response.replayed:  # a replay changed nothing; an earlier attempt's record is void
-        await service.remember(ctx, committed)
-    return response.to_http()
+def _render(movement: Movement) -> StoredResponse:
+    return json_response(status.HTTP_201_CREATED, MovementOut.of(movement))
 
 
 @router.post(
     "/deposit",
     status_code=status.HTTP_201_CREATED,
     response_model=MovementOut,
-    responses=_MOVEMENT_PROBLEMS,
+    responses=problem_responses("WALLET_LOCKED"),
 )
 async def deposit(
     body: MoneyMovementRequest,
@@ -89,14 +58,9 @@ async def deposit(
     request: Request,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
-    return await _move(
-        ctx,
-        request,
-        user,
-        body,
-        idempotency_key,
-        "wallet.deposit",
-        lambda conn: service.deposit(conn, user.id, body.amount, body.description),
+    depositing = request_for(request, user.id, "wallet.deposit", idempotency_key, body, _render)
+    return await respond(
+        depositing, service.deposit(ctx, user.id, body.amount, body.description, depositing)
     )
 
 
@@ -104,7 +68,7 @@ async def deposit(
     "/withdraw",
     status_code=status.HTTP_201_CREATED,
     response_model=MovementOut,
-    responses={**_MOVEMENT_PROBLEMS, **problem_responses("INSUFFICIENT_FUNDS", "RATE_LIMITED")},
+    responses=problem_responses("WALLET_LOCKED", "INSUFFICIENT_FUNDS", "RATE_LIMITED"),
     dependencies=WITHDRAWAL_LIMITS,
 )
 async def withdraw(
@@ -114,21 +78,15 @@ async def withdraw(
     request: Request,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
-    return await _move(
-        ctx,
-        request,
-        user,
-        body,
-        idempotency_key,
-        "wallet.withdraw",
-        lambda conn: service.withdraw(conn, user.id, body.amount, body.description),
+    withdrawing = request_for(request, user.id, "wallet.withdraw", idempotency_key, body, _render)
+    return await respond(
+        withdrawing, service.withdraw(ctx, user.id, body.amount, body.description, withdrawing)
     )
 
 
 @router.get(
     "/transactions",
     response_model=Page[TransactionOut],
-    responses=problem_responses("UNAUTHORIZED"),
 )
 async def transactions(
     user: CurrentUser,

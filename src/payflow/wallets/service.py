@@ -1,8 +1,7 @@
 """Deposits, withdrawals, balances and history.
 
-`deposit` and `withdraw` are the steps of a unit of work (they take the transaction's connection);
-the caller runs them through the idempotency runner, which begins and commits the transaction.
-Balances are cached with their wallet version: a write caches the state it committed, and a cache
+`deposit` and `withdraw` are one unit of work each, run once per idempotency key by the idempotency
+runner; the committed balance is cached by an after-commit hook. Balances are cached with their wallet version: a write caches the state it committed, and a cache
 fill never replaces a newer version, so a client always reads its own committed writes.
 """
 
@@ -14,15 +13,16 @@ from datetime import datetime
 
 import orjson
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.core.cache import Versioned
-from payflow.core.context import AppContext
 from payflow.core.errors import NotFound
+from payflow.core.idempotency import IdempotentRequest, runner
 from payflow.core.money import Money
+from payflow.core.unit_of_work import UnitOfWork
 from payflow.wallets import repository
 from payflow.wallets.models import TransactionType
 from payflow.wallets.records import LedgerEntry, Movement, Wallet
+from payflow.wiring import AppContext
 
 WALLET_CACHE_TTL_SECONDS = 300
 
@@ -87,32 +87,46 @@ async def get_wallet(ctx: AppContext, user_id: uuid.UUID) -> Wallet:
 
 
 async def deposit(
-    conn: AsyncConnection, user_id: uuid.UUID, amount: Money, description: str | None
+    ctx: AppContext,
+    user_id: uuid.UUID,
+    amount: Money,
+    description: str | None,
+    request: IdempotentRequest[Movement],
 ) -> Movement:
-    return await _move(conn, user_id, amount, description, TransactionType.DEPOSIT)
+    return await _move(ctx, user_id, amount, description, TransactionType.DEPOSIT, request)
 
 
 async def withdraw(
-    conn: AsyncConnection, user_id: uuid.UUID, amount: Money, description: str | None
+    ctx: AppContext,
+    user_id: uuid.UUID,
+    amount: Money,
+    description: str | None,
+    request: IdempotentRequest[Movement],
 ) -> Movement:
-    return await _move(conn, user_id, amount, description, TransactionType.WITHDRAWAL)
+    return await _move(ctx, user_id, amount, description, TransactionType.WITHDRAWAL, request)
 
 
 async def _move(
-    conn: AsyncConnection,
+    ctx: AppContext,
     user_id: uuid.UUID,
     amount: Money,
     description: str | None,
     kind: TransactionType,
+    request: IdempotentRequest[Movement],
 ) -> Movement:
-    movement = await repository.change_balance(
-        conn,
-        amount,
-        user_id=user_id,
-        credit=kind is TransactionType.DEPOSIT,
-        type=kind,
-        description=description,
-    )
+    async def work(uow: UnitOfWork) -> Movement:
+        movement = await repository.change_balance(
+            uow.conn,
+            amount,
+            user_id=user_id,
+            credit=kind is TransactionType.DEPOSIT,
+            type=kind,
+            description=description,
+        )
+        uow.after_commit(lambda: remember(ctx, [movement.wallet]))
+        return movement
+
+    movement = await runner.run(ctx.db, request, work)
     _log_movement(f"wallet.{kind.value.lower()}", movement)
     return movement
 

@@ -14,19 +14,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from payflow.core.context import AppContext
 from payflow.core.tables import utcnow
+from payflow.core.unit_of_work import UnitOfWork
 from payflow.jobs import retention
+from payflow.orders import refund_outbox
 from payflow.orders import repository as orders_repo
 from payflow.orders.effects import Effects
 from payflow.orders.models import OrderStatus
 from payflow.orders.records import Order
+from payflow.orders.settlement import fulfil, mark_processing, release
 from payflow.payments.errors import PaymentGatewayError
 from payflow.payments.gateway import CheckoutSession
-from payflow.payments.refunds import send_pending_refunds
-from payflow.payments.settlement import fulfil, mark_processing, release
+from payflow.wiring import AppContext
 
 BATCH = 100
 
@@ -69,10 +69,9 @@ async def _expire(ctx: AppContext, order_id: uuid.UUID) -> Order | None:
                 log.info("sweeper.gateway_unavailable", order_id=str(order.id), error=exc.detail)
                 return None
             reason = "EXPIRED: the gateway does not know the checkout session"
-    effects = Effects()
 
-    async def work(conn: AsyncConnection) -> Order | None:
-        effects.begin()
+    async def work(uow: UnitOfWork) -> Order | None:
+        conn, effects = uow.conn, Effects.of(ctx, uow)
         current = await orders_repo.lock(conn, order_id)
         released = None
         if current is not None and _is_expired(current):
@@ -83,12 +82,9 @@ async def _expire(ctx: AppContext, order_id: uuid.UUID) -> Order | None:
                     await mark_processing(conn, current, effects)
             else:
                 released = await release(conn, current, OrderStatus.CANCELLED, reason, effects)
-        effects.end()
         return released
 
-    released = await ctx.db.transaction(work)
-    await effects.apply(ctx)
-    return released
+    return await ctx.db.transaction(work)
 
 
 async def _expire_reservations(ctx: AppContext) -> int:
@@ -122,8 +118,8 @@ async def _duty(name: str, step: Callable[[], Awaitable[int]]) -> int:
 
 async def sweep_once(ctx: AppContext) -> SweepReport:
     released = await _duty("expire_reservations", lambda: _expire_reservations(ctx))
-    refunds = await _duty("send_refunds", lambda: send_pending_refunds(ctx))
-    freed = await _duty("release_stale_keys", lambda: retention.release_stale_keys(ctx))
+    refunds = await _duty("send_refunds", lambda: refund_outbox.send(ctx))
+    freed = await _duty("release_stale_keys", lambda: retention.release_stale_keys(ctx.db))
     pruned = await _duty("prune_expired", lambda: _prune(ctx))
     if released or refunds or freed:
         log.info("sweeper.swept", released=released, refunds_sent=refunds, keys_freed=freed)
@@ -131,7 +127,7 @@ async def sweep_once(ctx: AppContext) -> SweepReport:
 
 
 async def _prune(ctx: AppContext) -> int:
-    report = await retention.prune_expired(ctx)
+    report = await retention.prune_expired(ctx.db)
     return report.idempotency_records + report.refresh_tokens + report.webhook_events
 
 

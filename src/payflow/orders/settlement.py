@@ -1,7 +1,8 @@
 """What happens to a gateway order when its payment succeeds, fails or never comes.
 
 These are steps of a unit of work: they take the transaction's connection, and they record what
-the caches and the refund outbox must learn in `Effects`, applied after the commit. Every status
+the caches and the refund outbox must learn in `Effects`, applied after the commit (a hook of the
+unit of work). Every status
 change goes through the order state machine (orders.repository.transition), so a repeated or
 late event can only move an order forward. Locks follow the global order: order row, product,
 wallets.
@@ -20,17 +21,17 @@ from payflow.orders import repository as orders_repo
 from payflow.orders.effects import Effects
 from payflow.orders.models import OrderStatus
 from payflow.orders.records import Order
-from payflow.payments import repository
+from payflow.payments import repository as payments_repo
 from payflow.payments.gateway import CheckoutSession
+from payflow.payments.webhooks import WebhookOutcome
 from payflow.products import stock
 from payflow.wallets import repository as wallets_repo
 from payflow.wallets.errors import BalanceLimitExceeded, WalletLocked
-from payflow.wallets.models import TransactionType
+from payflow.wallets.models import ReferenceType, TransactionType
 
-ORDER_REFERENCE = "ORDER"
 _HOLDING_RESERVATION = frozenset({OrderStatus.PENDING, OrderStatus.PAYMENT_PROCESSING})
 
-log = structlog.get_logger("payflow.payments")
+log = structlog.get_logger("payflow.orders")
 
 
 async def _move(
@@ -61,7 +62,7 @@ async def release(
     return moved
 
 
-async def mark_processing(conn: AsyncConnection, order: Order, effects: Effects) -> str:
+async def mark_processing(conn: AsyncConnection, order: Order, effects: Effects) -> WebhookOutcome:
     """Checkout completed but the payment is still settling: keep the reservation, wait."""
     if order.status is not OrderStatus.PENDING:
         return "no_change"
@@ -80,7 +81,7 @@ async def _refund_payment(
     if not session.payment_intent:
         log.error("payments.refund_impossible", order_id=str(order.id), reason="no payment intent")
         return
-    await repository.add_refund(
+    await payments_repo.add_refund(
         conn,
         order_id=order.id,
         payment_intent_id=session.payment_intent,
@@ -93,7 +94,7 @@ async def _refund_payment(
 
 async def fulfil(
     conn: AsyncConnection, order: Order, session: CheckoutSession, effects: Effects
-) -> str:
+) -> WebhookOutcome:
     """A payment for the order succeeded: complete it (reserved units sold, merchant credited),
     or, if it cannot be honoured, refund the payment and say why. It never raises for a payment
     payflow cannot take: a verified payment always ends the order in a defined state (a webhook
@@ -153,7 +154,7 @@ async def _sell_and_credit(conn: AsyncConnection, order: Order, effects: Effects
         credit=True,
         type=TransactionType.EARNING,
         description=f"Sale of order {order.id} ({format_minor(order.amount, order.currency)})",
-        reference_type=ORDER_REFERENCE,
+        reference_type=ReferenceType.ORDER,
         reference_id=order.id,
     )
     # Recorded only once both steps stood: a rolled-back savepoint leaves nothing to apply.

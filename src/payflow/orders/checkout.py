@@ -9,6 +9,9 @@ Three steps, because the gateway call must not happen inside a transaction:
    failed, releases the reservation, marks the order FAILED and stores the 502.
 If the process dies between steps, the sweeper releases the reservation when it expires and frees
 the key, from its idempotency record and from the order together (jobs/retention.py).
+
+Cancelling a PENDING gateway order — by the buyer, or by leaving the hosted checkout — expires its
+session at the gateway first (so it can no longer be paid), then releases the stock.
 """
 
 from __future__ import annotations
@@ -16,34 +19,32 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
+from typing import NoReturn
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from payflow.core import idempotency
-from payflow.core.context import AppContext
 from payflow.core.errors import DomainError, Forbidden, NotFound
-from payflow.core.idempotency import IdempotencyScope, StoredResponse
+from payflow.core.idempotency import NOT_AN_OUTCOME, IdempotentRequest, runner
 from payflow.core.tables import utcnow
+from payflow.core.unit_of_work import UnitOfWork
 from payflow.orders import repository, reservation_cap
 from payflow.orders.effects import Effects
+from payflow.orders.errors import OrderStateConflict
 from payflow.orders.models import OrderStatus, PaymentMethod
-from payflow.orders.records import Order
+from payflow.orders.records import Checkout, Order
 from payflow.orders.service import record_failed_order, visible_order
-from payflow.payments import service as payments_service
+from payflow.orders.settlement import release
+from payflow.paths import API_PREFIX, PAYMENTS_PREFIX
 from payflow.payments.errors import PaymentGatewayError
-from payflow.payments.settlement import release
 from payflow.products import cache as product_cache
 from payflow.products import stock
 from payflow.users.records import User
+from payflow.wiring import AppContext
 
 log = structlog.get_logger("payflow.orders")
 
 CLOCK_SLACK = 10  # seconds
-
-RenderCheckout = Callable[[Order, str | None, str | None], StoredResponse]
 
 
 def cancel_token(ctx: AppContext, order_id: uuid.UUID) -> str:
@@ -54,7 +55,7 @@ def cancel_token(ctx: AppContext, order_id: uuid.UUID) -> str:
 
 
 def _checkout_urls(ctx: AppContext, order_id: uuid.UUID) -> tuple[str, str]:
-    base = ctx.settings.public_url.rstrip("/") + "/api/v1/payments"
+    base = ctx.settings.public_url.rstrip("/") + API_PREFIX + PAYMENTS_PREFIX
     success = base + "/success?session_id={CHECKOUT_SESSION_ID}"
     cancel = f"{base}/cancel?order_id={order_id}&token={cancel_token(ctx, order_id)}"
     return success, cancel
@@ -65,19 +66,13 @@ async def buy_with_gateway(
     buyer: User,
     product_id: uuid.UUID,
     quantity: int,
-    scope: IdempotencyScope | None,
-    render: RenderCheckout,
-    *,
-    instance: str,
-    request_id: str | None,
-) -> StoredResponse:
+    request: IdempotentRequest[Checkout],
+) -> Checkout:
     order_id = uuid.uuid4()
-    reserved: list[tuple[Order, str, int]] = []
+    key = request.scope.key if request.scope else None
 
-    async def reserve(conn: AsyncConnection) -> StoredResponse | None:
-        reserved.clear()
-        if scope is not None and not await idempotency.claim(conn, scope, idempotency.PROCESSING):
-            return await idempotency.existing(conn, scope)
+    async def reserve(uow: UnitOfWork) -> tuple[Order, str]:
+        conn = uow.conn
         await reservation_cap.check(conn, ctx.settings, buyer.id, quantity)
         now = utcnow()
         product = await stock.take_for_buyer(
@@ -94,40 +89,24 @@ async def buy_with_gateway(
             currency=product.currency,
             payment_method=PaymentMethod.GATEWAY,
             status=OrderStatus.PENDING,
-            idempotency_key=scope.key if scope else None,
+            idempotency_key=key,
             now=now,
             reservation_expires_at=now + timedelta(seconds=ctx.settings.checkout_ttl_seconds),
         )
-        reserved.append((order, product.name, product.version))
-        return None
+        uow.after_commit(lambda: product_cache.invalidate(ctx, [(product.id, product.version)]))
+        return order, product.name
+
+    async def record_failure(uow: UnitOfWork, error: DomainError) -> None:
+        await record_failed_order(
+            ctx, uow, error, order_id, buyer.id, product_id, quantity, PaymentMethod.GATEWAY, key
+        )
 
     try:
-        replay = await ctx.db.transaction(reserve)
-    except idempotency.NOT_AN_OUTCOME:
+        order, product_name = await ctx.db.transaction(reserve, idempotency=request.begin())
+    except NOT_AN_OUTCOME:
         raise
     except DomainError as error:
-        return await idempotency.settle_failure(
-            ctx,
-            scope,
-            error,
-            instance=instance,
-            request_id=request_id,
-            record_failure=lambda conn, err: record_failed_order(
-                ctx,
-                conn,
-                err,
-                order_id,
-                buyer.id,
-                product_id,
-                quantity,
-                PaymentMethod.GATEWAY,
-                scope,
-            ),
-        )
-    if replay is not None:
-        return replay
-    order, product_name, product_version = reserved[0]
-    await product_cache.invalidate(ctx, [(product_id, product_version)])
+        await runner.settle_failure(ctx.db, request, error, record_failure=record_failure)
     log.info("order.reserved", order_id=str(order.id), method="GATEWAY", quantity=quantity)
 
     success_url, cancel_url = _checkout_urls(ctx, order.id)
@@ -147,56 +126,37 @@ async def buy_with_gateway(
             idempotency_key=f"payflow-checkout-{order.id}",
         )
     except PaymentGatewayError as error:
-        return await _undo_reservation(ctx, order, error, scope, instance, request_id)
+        await _undo_reservation(ctx, order, error, request)
 
-    async def attach(conn: AsyncConnection) -> StoredResponse:
+    async def attach(uow: UnitOfWork) -> Checkout:
         # The reservation lives exactly as long as the checkout that can pay for it.
-        attached = await repository.attach_session(conn, order.id, session.id, expires_at)
-        response = render(attached, session.url, session.id)
-        if scope is not None:
-            await idempotency.store(conn, scope, response)
-        return response
+        attached = await repository.attach_session(uow.conn, order.id, session.id, expires_at)
+        return Checkout(order=attached, url=session.url, session_id=session.id)
 
-    response = await ctx.db.transaction(attach)
+    checkout = await ctx.db.transaction(attach, idempotency=request.finish())
     ctx.metrics.orders.labels(OrderStatus.PENDING.value, PaymentMethod.GATEWAY.value).inc()
-    return response
+    return checkout
 
 
 async def _undo_reservation(
     ctx: AppContext,
     order: Order,
     error: PaymentGatewayError,
-    scope: IdempotencyScope | None,
-    instance: str,
-    request_id: str | None,
-) -> StoredResponse:
+    request: IdempotentRequest[Checkout],
+) -> NoReturn:
     """The gateway failed: nothing was charged; release the stock, end the order FAILED."""
-    effects = Effects()
     reason = f"{error.code}: {error.detail}"
 
-    async def undo(conn: AsyncConnection, _error: DomainError) -> None:
-        effects.begin()
-        current = await repository.lock(conn, order.id)
+    async def undo(uow: UnitOfWork, _error: DomainError) -> None:
+        current = await repository.lock(uow.conn, order.id)
         if current is not None:
-            await release(conn, current, OrderStatus.FAILED, reason, effects)
-            if not idempotency.is_storable(error):
+            await release(uow.conn, current, OrderStatus.FAILED, reason, Effects.of(ctx, uow))
+            if not runner.is_storable(error):
                 # The key is released for a retry: the failed order must not hold it either.
-                await repository.forget_idempotency_key(conn, order.id)
-        effects.end()
+                await repository.forget_idempotency_key(uow.conn, order.id)
 
     log.warning("order.gateway_failed", order_id=str(order.id), error=error.detail)
-    try:
-        return await idempotency.settle_failure(
-            ctx,
-            scope,
-            error,
-            instance=instance,
-            request_id=request_id,
-            record_failure=undo,
-            claimed=True,
-        )
-    finally:
-        await effects.apply(ctx)  # a no-op unless the undo committed
+    await runner.settle_failure(ctx.db, request, error, record_failure=undo, claimed=True)
 
 
 async def order_for_session(ctx: AppContext, session_id: str) -> Order:
@@ -206,42 +166,66 @@ async def order_for_session(ctx: AppContext, session_id: str) -> Order:
     return order
 
 
+async def cancel(ctx: AppContext, order: Order, reason: str) -> Order:
+    """Cancel a PENDING gateway order: expire its checkout first (so it can no longer be paid),
+    then release the stock. An already completed checkout cannot be cancelled."""
+    if order.payment_method is not PaymentMethod.GATEWAY or order.status is not OrderStatus.PENDING:
+        raise OrderStateConflict(
+            f"A {order.payment_method} order that is {order.status} cannot be cancelled"
+        )
+    if order.stripe_session_id:
+        session = await ctx.gateway.expire_session(order.stripe_session_id)
+        if session.status == "complete":
+            raise OrderStateConflict("The checkout was already completed; its payment is settling")
+
+    async def work(uow: UnitOfWork) -> Order:
+        current = await repository.lock(uow.conn, order.id)
+        assert current is not None  # noqa: S101 - orders are never deleted
+        moved = await release(
+            uow.conn, current, OrderStatus.CANCELLED, reason, Effects.of(ctx, uow)
+        )
+        return moved or current
+
+    result = await ctx.db.transaction(work)
+    if result.status is not OrderStatus.CANCELLED:
+        raise OrderStateConflict(f"The order became {result.status} meanwhile")
+    return result
+
+
 async def cancel_by_buyer(
-    ctx: AppContext,
-    caller: User,
-    order_id: uuid.UUID,
-    scope: IdempotencyScope | None,
-    render: Callable[[Order], StoredResponse],
-    *,
-    instance: str,
-    request_id: str | None,
-) -> StoredResponse:
+    ctx: AppContext, caller: User, order_id: uuid.UUID, request: IdempotentRequest[Order]
+) -> Order:
     """POST /orders/{id}/cancel: the buyer cancels a PENDING gateway order."""
-    if scope is not None:
-        replay = await ctx.db.read(lambda conn: idempotency.existing_or_none(conn, scope))
-        if replay is not None:
-            return replay
+    await runner.replay_if_answered(ctx.db, request)
     try:
         order = await ctx.db.read(lambda conn: visible_order(conn, caller, order_id))
         if order.user_id != caller.id:
             raise Forbidden("Only the order's buyer can cancel it")
-        cancelled = await payments_service.cancel(ctx, order, "CANCELLED: by the buyer")
-    except idempotency.NOT_AN_OUTCOME:
+        cancelled = await cancel(ctx, order, "CANCELLED: by the buyer")
+    except NOT_AN_OUTCOME:
         raise
     except DomainError as error:
-        if scope is None:
-            raise
-        return await idempotency.settle_failure(
-            ctx, scope, error, instance=instance, request_id=request_id
-        )
-    response = render(cancelled)
-    if scope is None:
-        return response
+        await runner.settle_failure(ctx.db, request, error)
 
-    async def store(conn: AsyncConnection) -> StoredResponse:
-        if not await idempotency.claim(conn, scope, idempotency.COMPLETED):
-            return await idempotency.existing(conn, scope)
-        await idempotency.store(conn, scope, response)
-        return response
+    if request.scope is None:
+        return cancelled
 
-    return await ctx.db.transaction(store)
+    async def done(_uow: UnitOfWork) -> Order:
+        return cancelled  # the cancellation committed above; this stores its response
+
+    return await ctx.db.transaction(done, idempotency=request.once())
+
+
+async def cancel_from_checkout(ctx: AppContext, order_id: uuid.UUID) -> Order:
+    """The buyer left the hosted checkout (GET /payments/cancel, authorised by its token): a
+    PENDING order is cancelled as POST /orders/{id}/cancel would; any other is shown as it is."""
+    order = await ctx.db.read(lambda conn: repository.get(conn, order_id))
+    if order is None:
+        raise NotFound("Order not found")
+    if order.status is not OrderStatus.PENDING:
+        return order
+    try:
+        return await cancel(ctx, order, "CANCELLED: the buyer left the checkout")
+    except OrderStateConflict:
+        refreshed = await ctx.db.read(lambda conn: repository.get(conn, order_id))
+        return refreshed or order

@@ -1,8 +1,19 @@
-"""The application context: the long-lived resources every request may use, built once per app."""
+"""The composition root's resources: the `AppContext` every request may use, built once per app,
+and the choice of payment gateway — real Stripe, or the built-in sandbox.
+
+With STRIPE_SECRET_KEY set, payflow talks to Stripe (or to STRIPE_API_BASE). Without it, payflow
+serves the payments sandbox itself under /sandbox and talks to it through the same SDK code path,
+signing and verifying webhooks with STRIPE_WEBHOOK_SECRET or a secret made at start. The sandbox
+accepts only the API key made for it at start (which payflow alone holds) and redirects browsers
+only under PUBLIC_URL. The sandbox is reached only over HTTP, like Stripe.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
 
 from payflow.config import Settings
 from payflow.core.cache import Cache, create_cache
@@ -11,9 +22,29 @@ from payflow.core.gate import KeyedGate
 from payflow.core.metrics import Metrics
 from payflow.core.ratelimit import RateLimiter, create_rate_limiter
 from payflow.core.security import PasswordHasher, TokenService
+from payflow.paths import SANDBOX_PREFIX, WEBHOOK_PATH
 from payflow.payments.gateway import StripeGateway
-from payflow.payments.setup import gateway_for
 from payflow.sandbox import SandboxConfig
+from payflow.sandbox.config import new_webhook_secret
+
+
+def gateway_for(settings: Settings) -> tuple[StripeGateway, SandboxConfig | None]:
+    if settings.stripe_secret_key:
+        gateway = StripeGateway(
+            settings.stripe_secret_key,
+            settings.stripe_api_base or None,
+            settings.stripe_webhook_secret or "",
+        )
+        return gateway, None
+    public = settings.public_url.rstrip("/")
+    sandbox = SandboxConfig(
+        webhook_url=public + WEBHOOK_PATH,
+        public_base=public + SANDBOX_PREFIX,
+        webhook_secret=settings.stripe_webhook_secret or new_webhook_secret(),
+        redirect_base=public,
+    )
+    api_base = settings.stripe_api_base or sandbox.public_base
+    return StripeGateway(sandbox.api_key, api_base, sandbox.webhook_secret), sandbox
 
 
 @dataclass(slots=True)
@@ -54,3 +85,10 @@ class AppContext:
         await self.cache.close()
         await self.rate_limiter.close()
         await self.db.dispose()
+
+
+async def get_context(request: Request) -> AppContext:
+    return cast(AppContext, request.app.state.context)
+
+
+ContextDep = Annotated[AppContext, Depends(get_context)]
