@@ -115,6 +115,8 @@ def serve(
         http="httptools",
         access_log=False,
         log_level=settings.log_level.lower(),
+        timeout_keep_alive=settings.http_keepalive_timeout,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
 
 

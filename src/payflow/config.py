@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     refund_retry_base_seconds: float = Field(default=30.0, gt=0, le=86400)
     refund_retry_max_seconds: float = Field(default=3600.0, gt=0, le=86400)
 
+    # Seconds an idle keep-alive connection stays open: longer than the idle timeouts of common
+    # clients and load balancers (60 s), so the server never closes one a client is reusing.
+    http_keepalive_timeout: int = Field(default=75, ge=1, le=3600)
+    # On SIGTERM, seconds in-flight requests get to finish before the worker stops.
+    shutdown_grace_seconds: int = Field(default=30, ge=1, le=600)
+
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"
     log_dir: str = "./logs"
