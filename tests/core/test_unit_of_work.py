@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from payflow.core.db import Database
 from payflow.core.errors import DomainError
@@ -33,10 +34,10 @@ def _db(app: FastAPI) -> Database:
 
 
 async def _count_users(db: Database) -> int:
-    return int(
-        (await db.read(lambda conn: conn.scalar(sa.select(sa.func.count()).select_from(users))))
-        or 0
-    )
+    async def count(conn: AsyncConnection) -> int:
+        return int(await conn.scalar(sa.select(sa.func.count()).select_from(users)) or 0)
+
+    return await db.read(count)
 
 
 async def test_hooks_run_once_after_the_commit_and_see_it(app: FastAPI) -> None:
@@ -131,7 +132,7 @@ async def test_an_idempotent_replay_runs_no_work_and_no_hook(
     user_id = uuid.UUID((await register(client)).id)
     runs: list[str] = []
     hooks: list[str] = []
-    request = IdempotentRequest(
+    request: IdempotentRequest[str] = IdempotentRequest(
         scope_for(user_id, "tests.unit_of_work", "key-1", {"n": 1}),
         lambda value: json_response(201, {"value": value}),
         instance="/tests",
