@@ -18,8 +18,8 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-import pytest
 
+from tests.db_helpers import postgres_only
 from tests.deployments import TEST_DATABASE_URL, Deployment, plain_pg_url
 from tests.live_server import CLIENT_LIMITS
 from tests.redis_server import private_redis
@@ -224,7 +224,7 @@ async def _terminate_backends(deployment: Deployment) -> None:
 
 
 # SQLite has no server connections to terminate: this fault exists on PostgreSQL only.
-@pytest.mark.parametrize("deployment", ["postgres"] if TEST_DATABASE_URL else [], indirect=True)
+@postgres_only("deployment")
 async def test_terminated_database_connections_give_503_or_success_never_500(
     deployment: Deployment,
 ) -> None:

@@ -25,13 +25,11 @@ from payflow.core.money import MAX_MINOR_UNITS
 from payflow.core.tables import utcnow
 from payflow.orders import purchase_statement
 from payflow.wiring import AppContext
-from tests.conftest import TEST_DATABASE_URL
+from tests.db_helpers import postgres_only as postgres_on
 from tests.db_helpers import with_conn
 from tests.support import Account, create_product, deposit, register
 
-postgres_only = pytest.mark.parametrize(
-    "backend", ["postgres"] if TEST_DATABASE_URL else [], indirect=True
-)
+postgres_only = postgres_on("backend")
 
 _SNAPSHOT = """
 SELECT (SELECT json_agg(p ORDER BY p.id) FROM products p)::text,
