@@ -147,8 +147,10 @@ class Settings(BaseSettings):
             problems.append(
                 "STRIPE_SECRET_KEY must be set (the payments sandbox is not for production)"
             )
-        if not self.stripe_webhook_secret:
-            problems.append("STRIPE_WEBHOOK_SECRET must be set")
+        if not (self.stripe_webhook_secret or "").strip(" ,"):
+            problems.append(
+                "STRIPE_WEBHOOK_SECRET must be set (two, comma-separated, during a rotation)"
+            )
         if self.database_url == DEFAULT_DATABASE_URL:
             problems.append("DATABASE_URL must point at PostgreSQL in production")
         if problems:

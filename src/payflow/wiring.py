@@ -23,7 +23,7 @@ from payflow.core.metrics import Metrics
 from payflow.core.ratelimit import RateLimiter, create_rate_limiter
 from payflow.core.security import PasswordHasher, TokenService
 from payflow.paths import SANDBOX_PREFIX, WEBHOOK_PATH
-from payflow.payments.gateway import StripeGateway
+from payflow.payments.gateway import StripeGateway, webhook_secrets
 from payflow.sandbox import SandboxConfig
 from payflow.sandbox.config import new_webhook_secret
 
@@ -37,14 +37,17 @@ def gateway_for(settings: Settings) -> tuple[StripeGateway, SandboxConfig | None
         )
         return gateway, None
     public = settings.public_url.rstrip("/")
+    configured = webhook_secrets(settings.stripe_webhook_secret or "")
     sandbox = SandboxConfig(
         webhook_url=public + WEBHOOK_PATH,
         public_base=public + SANDBOX_PREFIX,
-        webhook_secret=settings.stripe_webhook_secret or new_webhook_secret(),
+        # The sandbox signs as Stripe does after a rotation: with the newest secret (the first).
+        webhook_secret=configured[0] if configured else new_webhook_secret(),
         redirect_base=public,
     )
     api_base = settings.stripe_api_base or sandbox.public_base
-    return StripeGateway(sandbox.api_key, api_base, sandbox.webhook_secret), sandbox
+    verifying = settings.stripe_webhook_secret or sandbox.webhook_secret
+    return StripeGateway(sandbox.api_key, api_base, verifying), sandbox
 
 
 @dataclass(slots=True)

@@ -233,6 +233,21 @@ def _gateway_error(operation: str, exc: stripe.StripeError) -> PaymentGatewayErr
     return PaymentGatewayError(detail, http_status=exc.http_status, stripe_code=exc.code)
 
 
+def webhook_secrets(configured: str) -> tuple[str, ...]:
+    """The webhook signing secrets of `STRIPE_WEBHOOK_SECRET`: one, or several comma-separated
+    while a rotation is under way (the new one first)."""
+    return tuple(part.strip() for part in configured.split(",") if part.strip())
+
+
+def _signed_by(payload: bytes, sig_header: str | None, secret: str, tolerance: int) -> bool:
+    try:
+        stripe.WebhookSignature.verify_header(payload, sig_header, secret, tolerance)
+    except (stripe.SignatureVerificationError, ValueError):
+        # A body that is not UTF-8 fails inside the check with a ValueError.
+        return False
+    return True
+
+
 class StripeGateway:
     def __init__(
         self,
@@ -243,7 +258,8 @@ class StripeGateway:
         timeout: float = DEFAULT_TIMEOUT,
         max_network_retries: int = DEFAULT_MAX_NETWORK_RETRIES,
     ) -> None:
-        self._webhook_secret = webhook_secret
+        # Several comma-separated secrets during a rotation: a signature by any of them is valid.
+        self._webhook_secrets = webhook_secrets(webhook_secret)
         self._http = SdkHttpClient(timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)))
         self._client = stripe.StripeClient(
             secret_key,
@@ -344,13 +360,10 @@ class StripeGateway:
         self, payload: bytes, sig_header: str | None, tolerance: int = WEBHOOK_TOLERANCE
     ) -> WebhookEvent:
         """The event in a webhook body, after checking its signature over the raw bytes."""
-        try:
-            stripe.WebhookSignature.verify_header(
-                payload, sig_header, self._webhook_secret, tolerance
-            )
-        except (stripe.SignatureVerificationError, ValueError) as exc:
-            # A body that is not UTF-8 fails inside the check with a ValueError.
-            raise InvalidSignature() from exc
+        if not any(
+            _signed_by(payload, sig_header, secret, tolerance) for secret in self._webhook_secrets
+        ):
+            raise InvalidSignature()
         try:
             data = json.loads(payload)
             created = data["created"]
