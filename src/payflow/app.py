@@ -236,7 +236,8 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     app.include_router(_api_router())
     # Operators' probes also answer at the root, where load balancers and Prometheus look first.
     app.include_router(health_router, include_in_schema=False)
-    _install_docs(app)
+    if settings.docs_enabled:
+        _install_docs(app)
     if sandbox_app is not None:
         app.mount(SANDBOX_PREFIX, sandbox_app, name="payments-sandbox")
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     # On SIGTERM, seconds in-flight requests get to finish before the worker stops.
     shutdown_grace_seconds: int = Field(default=30, ge=1, le=600)
 
+    # When set, GET /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`.
+    metrics_token: str | None = None
+    # The interactive API docs (/docs, Swagger UI); the OpenAPI document stays available.
+    docs_enabled: bool = True
+
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"
     log_dir: str = "./logs"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from payflow.core.errors import ServiceUnavailable
+from payflow.core.errors import ServiceUnavailable, Unauthorized
 from payflow.core.schemas import problem_responses
 from payflow.wiring import ContextDep
 
@@ -33,6 +36,15 @@ async def ready(ctx: ContextDep) -> dict[str, object]:
     return {"status": "ok", "checks": checks}
 
 
-@router.get("/metrics", response_class=Response)
-async def metrics(ctx: ContextDep) -> Response:
+@router.get("/metrics", response_class=Response, responses=problem_responses("UNAUTHORIZED"))
+async def metrics(
+    ctx: ContextDep, authorization: Annotated[str | None, Header()] = None
+) -> Response:
+    """Prometheus metrics; with METRICS_TOKEN set, only for `Authorization: Bearer <token>`."""
+    expected = ctx.settings.metrics_token
+    if expected is not None:
+        scheme, _, token = (authorization or "").partition(" ")
+        given = token.encode() if scheme.lower() == "bearer" else b""
+        if not hmac.compare_digest(given, expected.encode()):
+            raise Unauthorized("The metrics need the METRICS_TOKEN bearer token")
     return Response(ctx.metrics.render(), media_type=CONTENT_TYPE_LATEST)
