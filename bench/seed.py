@@ -1,6 +1,6 @@
 """Seed a payflow database for the benchmark, directly with SQL (much faster than the API).
 
-What it writes keeps every invariant of SPEC §9, so `payflow audit` passes on a seeded database:
+What it writes keeps every invariant of docs/api.md, so `payflow audit` passes on a seeded database:
 - merchants (role MERCHANT) with empty wallets (balance 0, version 0, no ledger row);
 - buyers (role USER) whose wallets hold `buyer_balance`, each with the one DEPOSIT ledger row
   (seq 1 = wallet version 1, balance_before 0, balance_after = balance) that explains it;

@@ -1,5 +1,5 @@
 """Hypothesis strategies for crafted input: what a client can write that payflow must refuse with a
-4xx problem and no change (SPEC §4, §11), and the valid amounts it must read exactly.
+4xx problem and no change (docs/api.md), and the valid amounts it must read exactly.
 
 - Amounts (`core.money`'s grammar): valid texts with their minor units, and the traps — more
   decimals than a float keeps, `_` separators, non-ASCII digits, exponents, signs, spaces,

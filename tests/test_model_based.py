@@ -1,5 +1,5 @@
 """Model-based test of the ledger: a hypothesis state machine drives the real API against an
-in-memory model and checks SPEC §9 after every step.
+in-memory model and checks docs/api.md, Invariants after every step.
 
 payflow runs in a real uvicorn on a free port (in a thread of the test process) with its payments
 sandbox, because payflow reaches the sandbox's Stripe API over TCP. The machine talks to it only
@@ -22,7 +22,7 @@ After every step, for this run's accounts, products and orders: each balance (`G
 the model's; each product's `availableUnits` and on-sale flag (API) and its available and reserved
 units (database) are the model's; every order's status (`GET /orders`) is the model's, and a
 buyer's only other orders are the FAILED ones its refused purchases left; and `run_audit` finds
-every SPEC §9 invariant holding over the whole database.
+every invariant holding over the whole database.
 
 One payflow and one database per back end serve all the machine's runs: each run creates its own
 accounts and products and compares only those; the audit is global and must always hold.
@@ -352,7 +352,7 @@ class LedgerMachine(RuleBasedStateMachine):
         """A money-moving POST under a fresh Idempotency-Key, kept for the replay rule."""
         headers = {**account.headers, "Idempotency-Key": f"model-{uuid.uuid4().hex}"}
         response = self.api.post(path, json=body, headers=headers)
-        # Validation failures are not outcomes: never stored, so never replayed (SPEC §4).
+        # Validation failures are not outcomes: never stored, so never replayed (docs/api.md).
         if response.status_code != 400 or response.json().get("code") != "VALIDATION_ERROR":
             self.sent.append(
                 SentRequest(path, body, headers, response.status_code, response.content)
@@ -419,7 +419,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def _purchase_refusal(
         self, product: ProductModel, buyer: AccountModel, quantity: int
     ) -> tuple[int, str] | None:
-        """Why the product cannot be taken, in the order payflow checks it (SPEC §4, §6)."""
+        """Why the product cannot be taken, in the order payflow checks it (docs/api.md)."""
         if product.deleted:
             return 404, "NOT_FOUND"
         if not product.active or product.merchant == buyer.handle:
@@ -471,7 +471,7 @@ class LedgerMachine(RuleBasedStateMachine):
             order.events.append(SESSION_EXPIRED)
 
     def _apply_event(self, order: OrderModel, kind: str) -> None:
-        """What a verified event does to the order (SPEC §7): only ever forward."""
+        """What a verified event does to the order (docs/api.md, Orders): only ever forward."""
         if kind in (PAID, ASYNC_SUCCEEDED):
             self._fulfil(order)
         elif kind == UNPAID:
@@ -558,7 +558,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def edit_product(self, data: st.DataObject) -> None:
-        """Restock, take off sale or back, or delete (soft): only its merchant may (SPEC §5)."""
+        """Restock, take off sale or back, or delete (soft): only its merchant may (docs/api.md)."""
         product = self._product(data)
         change = data.draw(st.sampled_from(PRODUCT_CHANGES), label="change")
         owner = self.people[product.merchant]
@@ -679,7 +679,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def let_a_reservation_lapse(self, data: st.DataObject) -> None:
         """The checkout's time runs out while payflow has heard nothing: the sweeper asks the
-        gateway (SPEC §7). A checkout still open is expired and the stock released; one the
+        gateway (docs/api.md, Orders). A checkout still open is expired and the stock released; one the
         buyer completed in time settles the order as its late event would have."""
         order = self._order(data, self._pending_gateway())
         for kind in order.events:  # the gateway has settled what it will (async results too)
@@ -766,7 +766,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.orders))
     @rule(data=st.data())
     def refund(self, data: st.DataObject) -> None:
-        """By the order's merchant (SPEC §8), or tried by its buyer (403) or a stranger (404)."""
+        """By the order's merchant (docs/api.md, Orders), or tried by its buyer (403) or a stranger (404)."""
         order = self._order(data, self.orders.values())
         actor = self._party(order, data.draw(st.sampled_from(REFUNDERS), label="by"))
         merchant = self.people[order.merchant]
@@ -816,7 +816,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.sent))
     @rule(data=st.data())
     def replay_a_money_request(self, data: st.DataObject) -> None:
-        """Any earlier money-moving POST of this run, again with its key (SPEC §4): the stored
+        """Any earlier money-moving POST of this run, again with its key (docs/api.md): the stored
         answer, even if the request would now be answered otherwise, and no second effect."""
         index = data.draw(st.integers(0, len(self.sent) - 1), label="request number")
         sent = self.sent[index]
@@ -830,7 +830,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @invariant()
     def payflow_agrees_with_the_model(self) -> None:
         """After every step: this run's balances, stock and orders are the model's, and every
-        SPEC §9 invariant holds over the whole database. Everything is read at once."""
+        invariant holds over the whole database. Everything is read at once."""
         observed = self.env.run(self._observe())
         for account in self.people.values():
             shown = observed.balances[account.handle]

@@ -54,7 +54,7 @@ def migrate() -> None:
 def audit(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
 ) -> None:
-    """Check the money invariants (SPEC §9); exit 1 naming each violation, 0 when all hold."""
+    """Check the money invariants (docs/api.md, Invariants); exit 1 naming each violation, 0 when all hold."""
     settings = load_settings()
     report = asyncio.run(_audit(settings))
     typer.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.as_text())

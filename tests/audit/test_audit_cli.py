@@ -1,4 +1,4 @@
-"""`payflow audit` end to end (SPEC §9, issue 3), and the ledger's immutability in the database.
+"""`payflow audit` end to end (docs/api.md, Invariants; issue 3), and the ledger's immutability in the database.
 
 Money is moved through a real `payflow serve`; the audit runs as the installed CLI against the same
 database. Then the database is tampered with behind payflow's back, by plain SQL, and the audit must

@@ -1,4 +1,4 @@
-"""Every operation, fed bad input, answers a 4xx problem and changes nothing (issue 7, SPEC §4).
+"""Every operation, fed bad input, answers a 4xx problem and changes nothing (issue 7, docs/api.md).
 
 The operations come from payflow's own OpenAPI document, so a new endpoint is swept as soon as it
 exists. Each one gets, as a USER and as a MERCHANT, requests that are otherwise valid (real ids, a
@@ -17,7 +17,7 @@ surrogate (for every string field, and as a key), amounts a float or Python's De
 beyond BIGINT, times whose offset leaves datetime's range, wrong shapes), and correctly signed
 access and refresh tokens whose time claims are no time (exp=1e20) or whose ids are no strings.
 
-Every answer must be a 4xx `application/problem+json` whose `code` is one of SPEC §4's with that
+Every answer must be a 4xx `application/problem+json` whose `code` is one of docs/api.md's with that
 status, whose `requestId` is the `X-Request-ID` sent back, and whose status the document declares
 for the operation. Around each operation's sweep every table is read, and must be unchanged.
 """
@@ -51,7 +51,7 @@ from tests.crafted import (
 )
 from tests.support import DEFAULT_PASSWORD, create_product, deposit, register, unique_email
 
-# SPEC §4: every code an error may carry, and its status.
+# docs/api.md: every code an error may carry, and its status.
 SPEC_CODES = {
     "VALIDATION_ERROR": 400,
     "INSUFFICIENT_FUNDS": 400,

@@ -1,4 +1,4 @@
-"""The cache (SPEC §10): versioned writes, and Redis outages that degrade to the database."""
+"""The cache (docs/architecture.md, Caching): versioned writes, and Redis outages that degrade to the database."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Configuration (SPEC §2): embedded default, PostgreSQL + Redis when set, production refusals."""
+"""Configuration (README): embedded default, PostgreSQL + Redis when set, production refusals."""
 
 from __future__ import annotations
 

@@ -72,7 +72,7 @@ MERCHANT_OPERATIONS = frozenset(
 # Checks that cannot hold for an operation, each with the reason. Nothing else is excluded.
 POSITIVE_DATA_NOT_APPLICABLE = {
     # Success depends on the state: a deposit that would take the balance over the maximum is a
-    # 400 (SPEC §4), and the fuzzer's own deposits add up.
+    # 400 (docs/api.md), and the fuzzer's own deposits add up.
     f"POST {API_PREFIX}/wallet/deposit": "the balance maximum",
     # A withdrawal over the balance is a 400 INSUFFICIENT_FUNDS.
     f"POST {API_PREFIX}/wallet/withdraw": "the balance",
@@ -176,7 +176,7 @@ def _independent(context: Any, case: schemathesis.Case[Any]) -> schemathesis.Cas
     """Schema-valid requests that stand on their own, whatever earlier examples did.
 
     - A cursor is opaque and minted by the server: a string it did not mint is rightly a 400
-      (SPEC §4), so a positive example carries none.
+      (docs/api.md), so a positive example carries none.
     - An idempotency key already used with another request is rightly a 422: each positive example
       gets a key of its own, the same in the header and in the body's `idempotencyKey` alias.
     - JSON Schema counts 5.0 as an integer; payflow's integer fields take JSON integers (unit

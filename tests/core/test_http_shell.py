@@ -1,4 +1,4 @@
-"""The HTTP shell of SPEC §4: prefix, problems, request ids, size and media-type limits, headers."""
+"""The HTTP shell of docs/api.md: prefix, problems, request ids, size and media-type limits, headers."""
 
 from __future__ import annotations
 

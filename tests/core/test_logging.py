@@ -1,4 +1,4 @@
-"""Logging (SPEC §12): JSON lines with the request id, daily rotation, and no secrets ever."""
+"""Logging (docs/operations.md): JSON lines with the request id, daily rotation, and no secrets ever."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Money parsing and formatting (SPEC §4): one exact grammar for strings and JSON numbers, never
+"""Money parsing and formatting (docs/api.md): one exact grammar for strings and JSON numbers, never
 rounded. The HTTP tests run on both databases."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Rate limits (SPEC §11): login and register per account and per client address, orders and
+"""Rate limits (docs/security.md): login and register per account and per client address, orders and
 withdrawals per user; 429 RATE_LIMITED with Retry-After; shared through Redis, never lost with it.
 
 The suite's `settings` fixture turns rate limits off; every test here turns them on with small

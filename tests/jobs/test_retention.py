@@ -97,7 +97,7 @@ async def test_idempotency_records_past_their_retention_are_deleted_fresh_ones_k
 
     assert report.idempotency_records == 1
     assert await _keys(app) == ["new-deposit"]
-    # The fresh key still replays; the pruned one is a new request (SPEC §4 keeps keys 24 h).
+    # The fresh key still replays; the pruned one is a new request (docs/api.md keeps keys 24 h).
     assert (await _deposit(client, account, "new-deposit")).headers["idempotent-replayed"] == "true"
     again = await _deposit(client, account, "old-deposit")
     assert again.status_code == 201

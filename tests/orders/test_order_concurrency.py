@@ -1,4 +1,4 @@
-"""Wallet purchases and refunds under real contention (issue 5's "Done when"; SPEC §5, §6, §8, §9).
+"""Wallet purchases and refunds under real contention (issue 5's "Done when"; docs/api.md).
 
 Every test runs a real `payflow serve` (one worker; two separate processes in the multi-process
 test) on a fresh database of its own — a SQLite file, and a new PostgreSQL database plus Redis when

@@ -1,4 +1,4 @@
-"""Refunds of wallet orders (SPEC §8) and reading orders (who may see what)."""
+"""Refunds of wallet orders (docs/api.md, Orders) and reading orders (who may see what)."""
 
 from __future__ import annotations
 

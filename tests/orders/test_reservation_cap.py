@@ -1,4 +1,4 @@
-"""A buyer's open gateway reservations are capped (SPEC part two: RESERVATION_LIMIT).
+"""A buyer's open gateway reservations are capped (RESERVATION_LIMIT, docs/api.md).
 
 A gateway order reserves its units before anything is paid. Open orders (PENDING or
 PAYMENT_PROCESSING, all products) of one buyer may number at most MAX_OPEN_RESERVATIONS_PER_BUYER

@@ -1,4 +1,4 @@
-"""A gateway order's Idempotency-Key left behind by a process that died mid-order (SPEC §4, §7).
+"""A gateway order's Idempotency-Key left behind by a process that died mid-order (docs/api.md).
 
 `POST /orders` with GATEWAY claims its key (PROCESSING) and writes the PENDING order holding the key
 in one transaction, then calls the gateway. If the process dies there, the key must not be stuck:

@@ -1,4 +1,4 @@
-"""POST /orders with paymentMethod WALLET (SPEC §6)."""
+"""POST /orders with paymentMethod WALLET (docs/api.md, Orders)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ payflow is served by a real uvicorn on a real port (in a thread of the test proc
 sandbox can deliver its webhooks over TCP and a browser can follow Checkout's redirects. The test
 talks to it only over HTTP — the API, the sandbox's control API, and signed webhook deliveries —
 and reads the database behind its back (its own engine) to check stock, the inbox and the refund
-outbox, and to run the SPEC §9 audit.
+outbox, and to run the audit (docs/api.md, Invariants).
 
     async def test_x(live: Live) -> None:
         merchant, buyer = await live.register("MERCHANT"), await live.register()

@@ -1,8 +1,8 @@
-"""Gateway purchases end to end (SPEC §5, §7, §8) against the embedded payments sandbox.
+"""Gateway purchases end to end (docs/api.md) against the embedded payments sandbox.
 
 Each test runs a real payflow (uvicorn on a free port) on a fresh database — SQLite, and
 PostgreSQL + Redis when configured — and pays through the sandbox's control API instead of a
-browser. Every test ends with the SPEC §9 audit.
+browser. Every test ends with the audit (docs/api.md, Invariants).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ async def test_a_gateway_order_reserves_stock_opens_checkout_and_completes_when_
     assert await live.available(product["id"]) == 3
     assert await live.stock(product["id"]) == (3, 2)
 
-    # The session carries what SPEC §7 asks for.
+    # The session carries what docs/api.md, Orders asks for.
     session = await live.session(session_id)
     assert (session["status"], session["payment_status"]) == ("open", "unpaid")
     assert (session["amount_total"], session["currency"]) == (2500, "usd")

@@ -1,4 +1,4 @@
-"""POST /webhooks/stripe (SPEC §7): signed, recorded once, acted on through the state machine.
+"""POST /webhooks/stripe (docs/api.md, Orders): signed, recorded once, acted on through the state machine.
 
 The sandbox's own deliveries are switched off where a test needs to decide what payflow receives:
 the buyer still pays at the sandbox (a real payment intent that can be refunded), and the test

@@ -1,4 +1,4 @@
-"""Product caching (SPEC §10): cached reads never show stock, state or products that changed,
+"""Product caching (docs/architecture.md, Caching): cached reads never show stock, state or products that changed,
 and a Redis outage degrades to the database, never to an error or a wrong answer."""
 
 from __future__ import annotations

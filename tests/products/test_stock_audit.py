@@ -1,4 +1,4 @@
-"""SPEC §9 invariants 2 and 5 over products: stock is never negative, and every unit a merchant
+"""invariants 2 and 5 over products: stock is never negative, and every unit a merchant
 stocked is available, reserved or sold."""
 
 from __future__ import annotations

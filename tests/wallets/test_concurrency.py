@@ -1,4 +1,4 @@
-"""Wallet money movements under real concurrency (issue 3, SPEC §4, §9, §10).
+"""Wallet money movements under real concurrency (issue 3, docs/api.md).
 
 Every test starts a real `payflow serve` process on a fresh database of its own (a SQLite file, or a
 newly created PostgreSQL database when TEST_DATABASE_URL is set) and drives it over TCP with many
@@ -337,8 +337,8 @@ async def test_mixed_traffic_on_shared_wallets_keeps_every_invariant(
 async def test_mixed_traffic_through_two_server_processes(deployment: Deployment) -> None:
     """The same traffic through `payflow serve --workers 2`, each request on a new connection.
 
-    SPEC §2 (N processes stay correct), §10 (read-your-writes), §13 (a concurrency test with two
-    server processes).
+    N processes stay correct, a client reads its own writes, and a concurrency test runs through
+    two server processes.
     """
     # Several workers cannot share the built-in sandbox; point them at a (here unused) Stripe.
     workers = deployment.with_env(

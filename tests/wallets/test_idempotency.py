@@ -1,4 +1,4 @@
-"""Idempotency-Key on wallet movements (SPEC §4): scoping, validation, what is stored."""
+"""Idempotency-Key on wallet movements (docs/api.md): scoping, validation, what is stored."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The invariants of SPEC §9 as SQL checks. Each check returns the violations it finds.
+"""The invariants of docs/api.md as SQL checks. Each check returns the violations it finds.
 
 Add a check by writing `async def check_x(conn) -> list[Violation]` and listing it in CHECKS.
 """

@@ -1,5 +1,5 @@
 """Checks that what payflow knows must happen has happened in time (numbered 7 in the report,
-beyond SPEC §9's six invariants, which are about state alone):
+beyond the six invariants of docs/api.md, which are about state alone):
 - a gateway order whose checkout is known to be paid (a verified event said so) is not still
   PENDING once its reservation expired and the sweeper has had a round to settle it;
 - a gateway refund still PENDING is not overdue: its next attempt was due, and a sweeper round

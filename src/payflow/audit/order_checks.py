@@ -1,4 +1,4 @@
-"""SPEC §9 invariants 4 and 6: orders against the ledger, and gateway objects against orders."""
+"""Invariants 4 and 6 (docs/api.md): orders against the ledger, and gateway objects against orders."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The API's rate limits (SPEC §11) as route dependencies, checked before any expensive work.
+"""The API's rate limits (README, Configuration) as route dependencies, checked before any expensive work.
 
 `rate_limit()` builds one from a bucket name, the setting that holds the limit and a dependency that
 names whom the attempt counts against: an account (the normalised email), a client address or the

@@ -3,7 +3,7 @@
 - Idempotency keys whose first request died between its transactions (PROCESSING for more than
   STALE_IDEMPOTENCY) are released, so the client can retry with the same key:
   `release_stale_keys`.
-- Finished idempotency records past their `expires_at` (core/idempotency RETENTION: SPEC §4 keeps
+- Finished idempotency records past their `expires_at` (core/idempotency RETENTION: docs/api.md keeps
   keys at least 24 hours), refresh tokens expired for more than REFRESH_TOKEN_GRACE, and processed
   webhook events received more than WEBHOOK_EVENT_RETENTION ago are deleted: `prune_expired`.
 

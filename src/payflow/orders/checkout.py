@@ -1,4 +1,4 @@
-"""Gateway purchases (SPEC §7): reserve, open a Stripe Checkout session, hand back its URL.
+"""Gateway purchases (docs/api.md, Orders): reserve, open a Stripe Checkout session, hand back its URL.
 
 Three steps, because the gateway call must not happen inside a transaction:
 1. one transaction claims the idempotency key (PROCESSING), checks the buyer's reservation caps

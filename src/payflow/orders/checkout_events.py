@@ -1,4 +1,4 @@
-"""What Stripe's checkout events do to gateway orders (SPEC §7): the webhook handler the app
+"""What Stripe's checkout events do to gateway orders (docs/api.md, Orders): the webhook handler the app
 registers with payments/webhooks.py, run inside the transaction that records the event.
 
 Events may arrive in any order and more than once; the order state machine only moves forward, so a

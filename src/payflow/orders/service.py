@@ -1,4 +1,4 @@
-"""Wallet purchases and refunds (SPEC §6, §8), and reading orders.
+"""Wallet purchases and refunds (docs/api.md, Orders), and reading orders.
 
 A wallet purchase is one transaction: take the stock, debit the buyer, credit the merchant, write
 the COMPLETED order and both ledger rows, store the idempotency record, commit; then refresh the
@@ -164,7 +164,7 @@ async def refund(
     reason: str | None,
     request: IdempotentRequest[Order],
 ) -> Order:
-    """Refund a COMPLETED order, by its merchant (SPEC §8): in one transaction the order becomes
+    """Refund a COMPLETED order, by its merchant (docs/api.md, Orders): in one transaction the order becomes
     REFUNDED, its units return to stock and the merchant is debited; the buyer is credited (wallet
     orders) or the payment is refunded through the gateway after the commit (gateway orders)."""
     description = f"Refund of order {order_id}" + (f": {reason}" if reason else "")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from payflow.orders.models import OrderStatus as S
 
 INITIAL = frozenset({S.PENDING, S.COMPLETED, S.FAILED})
-# Where a gateway order holds its reserved units (SPEC §7: until paid, failed, cancelled, expired).
+# Where a gateway order holds its reserved units (until paid, failed, cancelled, expired).
 RESERVING = frozenset({S.PENDING, S.PAYMENT_PROCESSING})
 
 TRANSITIONS: dict[S, frozenset[S]] = {

@@ -1,4 +1,4 @@
-"""Stripe webhooks (SPEC §7): verify, record in the inbox, hand to the registered handler.
+"""Stripe webhooks (docs/api.md, Orders): verify, record in the inbox, hand to the registered handler.
 
 A delivery is verified over its raw bytes, recorded in the inbox (`webhook_events`, unique on the
 event id) and handed to the handler the composition root registered (app.py: orders' checkout

@@ -1,7 +1,7 @@
 """The products table and the stock ledger (stock_adjustments).
 
 Every unit a merchant ever stocks is recorded as a stock adjustment (the initial units included),
-so that SPEC §9 invariant 5 can be audited: available + reserved + units sold = Σ adjustments.
+so that invariant 5 (docs/api.md) can be audited: available + reserved + units sold = Σ adjustments.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Writes are one unit of work each (`ctx.db.transaction`); the product caches are invalidated only
 after the commit, with the version the write produced. Stock a merchant sets is recorded as a stock
 adjustment whose delta is computed from the locked row, so units sold or reserved meanwhile are
-never erased from the audit trail (SPEC §9 invariant 5).
+never erased from the audit trail (invariant 5, docs/api.md).
 
 Public reads (the catalogue pages and single active products) are served from the cache when it
 holds them and fall back to the database; what is cached is the exact JSON the API sends.

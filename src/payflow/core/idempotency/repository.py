@@ -142,7 +142,7 @@ async def release_stale_batch(
 
 async def prune_batch(conn: AsyncConnection, now: datetime, limit: int) -> list[ReleasedKey]:
     """Delete at most `limit` finished records past their `expires_at` (RETENTION after the
-    request: SPEC §4 keeps keys at least 24 hours). Whatever else holds such a key must let go of
+    request: docs/api.md keeps keys at least 24 hours). Whatever else holds such a key must let go of
     it in the same transaction."""
     expired = sa.and_(
         idempotency_records.c.state == COMPLETED, idempotency_records.c.expires_at < now

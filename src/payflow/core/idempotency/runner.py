@@ -1,4 +1,4 @@
-"""Running a request at most once per idempotency key (SPEC §4's rules, built once).
+"""Running a request at most once per idempotency key (docs/api.md, Idempotency, built once).
 
 The router builds an `IdempotentRequest`: the key's scope (None when the client sent no key), how a
 result is rendered, and where a problem points. The service treats it as opaque and hands it to
