@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     rate_limit_register_per_address: Annotated[RateLimit, NoDecode] = RateLimit(300, 3600)
     rate_limit_orders_per_user: Annotated[RateLimit, NoDecode] = RateLimit(120, 60)
     rate_limit_withdrawals_per_user: Annotated[RateLimit, NoDecode] = RateLimit(60, 60)
+    rate_limit_deposits_per_user: Annotated[RateLimit, NoDecode] = RateLimit(60, 60)
+    rate_limit_refunds_per_user: Annotated[RateLimit, NoDecode] = RateLimit(60, 60)
+    rate_limit_product_writes_per_user: Annotated[RateLimit, NoDecode] = RateLimit(120, 60)
+    rate_limit_refresh_per_address: Annotated[RateLimit, NoDecode] = RateLimit(300, 60)
     # Peers (IPs or CIDRs) whose X-Forwarded-For is believed; empty = the socket peer is the client.
     trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
 
@@ -112,6 +116,10 @@ class Settings(BaseSettings):
         "rate_limit_register_per_address",
         "rate_limit_orders_per_user",
         "rate_limit_withdrawals_per_user",
+        "rate_limit_deposits_per_user",
+        "rate_limit_refunds_per_user",
+        "rate_limit_product_writes_per_user",
+        "rate_limit_refresh_per_address",
         mode="before",
     )
     @classmethod

@@ -52,6 +52,10 @@ LIMIT_VARIABLES = [
     "RATE_LIMIT_REGISTER_PER_ADDRESS",
     "RATE_LIMIT_ORDERS_PER_USER",
     "RATE_LIMIT_WITHDRAWALS_PER_USER",
+    "RATE_LIMIT_DEPOSITS_PER_USER",
+    "RATE_LIMIT_REFUNDS_PER_USER",
+    "RATE_LIMIT_PRODUCT_WRITES_PER_USER",
+    "RATE_LIMIT_REFRESH_PER_ADDRESS",
 ]
 
 
@@ -449,6 +453,84 @@ async def test_a_failing_redis_falls_back_to_the_process_and_says_so() -> None:
     )
 
 
+# --- deposits, refunds, product writes, refresh ---------------------------------------------------
+
+
+async def test_deposits_are_limited_per_user_and_a_refused_one_moves_no_money(
+    settings: Settings,
+) -> None:
+    async with (
+        limited_app(settings, rate_limit_deposits_per_user=RateLimit(2, 60)) as app,
+        client_of(app) as client,
+    ):
+        account, other = await register(client), await register(client)
+        for _ in range(2):
+            await deposit(client, account, "1.00")
+        refused = await client.post(
+            "/wallet/deposit", json={"amount": "1.00"}, headers=account.headers
+        )
+        assert_rate_limited(refused, 60)
+        assert await balance(client, account) == "2.00"
+        assert len(await ledger(client, account)) == 2
+        await deposit(client, other, "1.00")
+
+
+async def test_refunds_are_limited_per_merchant(settings: Settings) -> None:
+    async with (
+        limited_app(settings, rate_limit_refunds_per_user=RateLimit(1, 60)) as app,
+        client_of(app) as client,
+    ):
+        merchant, buyer = await register(client, role="MERCHANT"), await register(client)
+        await deposit(client, buyer, "10.00")
+        product = await create_product(client, merchant, price="1.00", units=10)
+        orders = [(await _buy(client, buyer, product["id"])).json()["id"] for _ in range(2)]
+        first = await client.post(f"/orders/{orders[0]}/refund", headers=merchant.headers)
+        assert first.status_code == 200, first.text
+        second = await client.post(f"/orders/{orders[1]}/refund", headers=merchant.headers)
+        assert_rate_limited(second, 60)
+        kept = await client.get(f"/orders/{orders[1]}", headers=merchant.headers)
+        assert kept.json()["status"] == "COMPLETED"
+        assert await balance(client, buyer) == "9.00"
+
+
+async def test_product_writes_are_limited_per_merchant(settings: Settings) -> None:
+    async with (
+        limited_app(settings, rate_limit_product_writes_per_user=RateLimit(2, 60)) as app,
+        client_of(app) as client,
+    ):
+        merchant = await register(client, role="MERCHANT")
+        product = await create_product(client, merchant, price="1.00", units=1)
+        renamed = await client.patch(
+            f"/products/{product['id']}", json={"name": "renamed"}, headers=merchant.headers
+        )
+        assert renamed.status_code == 200, renamed.text
+        refused = await client.delete(f"/products/{product['id']}", headers=merchant.headers)
+        assert_rate_limited(refused, 60)
+        assert (await client.get(f"/products/{product['id']}")).json()["name"] == "renamed"
+        other = await register(client, role="MERCHANT")
+        await create_product(client, other, price="1.00", units=1)
+
+
+async def test_refresh_is_limited_per_client_address(settings: Settings) -> None:
+    async with (
+        limited_app(settings, rate_limit_refresh_per_address=RateLimit(1, 60)) as app,
+        client_of(app) as client,
+        client_of(app, OTHER_PEER) as elsewhere,
+    ):
+        account = await register(client)
+        first = await client.post("/auth/refresh", json={"refreshToken": account.refresh_token})
+        assert first.status_code == 200, first.text
+        again = await client.post(
+            "/auth/refresh", json={"refreshToken": first.json()["refreshToken"]}
+        )
+        assert_rate_limited(again, 60)
+        # The refused attempt spent nothing: the token still works from another address.
+        moved = await elsewhere.post(
+            "/auth/refresh", json={"refreshToken": first.json()["refreshToken"]}
+        )
+        assert moved.status_code == 200, moved.text
+
+
 # --- configuration -------------------------------------------------------------------------------
 
 
@@ -470,6 +552,10 @@ def test_every_limit_has_a_default() -> None:
         "300/3600",
         "120/60",
         "60/60",
+        "60/60",
+        "60/60",
+        "120/60",
+        "300/60",
     ]
 
 
@@ -511,7 +597,19 @@ def test_payflow_refuses_to_start_with_an_invalid_limit(tmp_path: Path) -> None:
 # --- API description -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/auth/login", "/auth/register", "/orders", "/wallet/withdraw"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/auth/login",
+        "/auth/register",
+        "/auth/refresh",
+        "/orders",
+        "/wallet/withdraw",
+        "/wallet/deposit",
+        "/products",
+        "/orders/{order_id}/refund",
+    ],
+)
 async def test_the_openapi_document_declares_the_429(client: httpx.AsyncClient, path: str) -> None:
     document = (await client.get("/openapi.json")).json()
     declared = document["paths"]["/api/v1" + path]["post"]["responses"]["429"]

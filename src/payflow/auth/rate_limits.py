@@ -3,7 +3,7 @@
 `rate_limit()` builds one from a bucket name, the setting that holds the limit and a dependency that
 names whom the attempt counts against: an account (the normalised email), a client address or the
 authenticated user. Every attempt counts, whatever its outcome, so a wrong-password loop runs into
-the per-account login limit. The four lists are what the routes declare in `dependencies=`;
+the per-account login limit. The lists below are what the routes declare in `dependencies=`;
 routes that use them list RATE_LIMITED in their `responses=`.
 """
 
@@ -72,4 +72,15 @@ REGISTER_LIMITS = [
 ORDER_LIMITS = [rate_limit("orders:user", lambda s: s.rate_limit_orders_per_user, user_account)]
 WITHDRAWAL_LIMITS = [
     rate_limit("withdrawals:user", lambda s: s.rate_limit_withdrawals_per_user, user_account)
+]
+DEPOSIT_LIMITS = [
+    rate_limit("deposits:user", lambda s: s.rate_limit_deposits_per_user, user_account)
+]
+REFUND_LIMITS = [rate_limit("refunds:user", lambda s: s.rate_limit_refunds_per_user, user_account)]
+PRODUCT_WRITE_LIMITS = [
+    rate_limit("products:user", lambda s: s.rate_limit_product_writes_per_user, user_account)
+]
+# Per address: a refresh token is checked inside the route (it is the credential being spent).
+REFRESH_LIMITS = [
+    rate_limit("refresh:address", lambda s: s.rate_limit_refresh_per_address, request_address)
 ]

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response, status
 
 from payflow.auth import service
 from payflow.auth.dependencies import CurrentUser
-from payflow.auth.rate_limits import LOGIN_LIMITS, REGISTER_LIMITS
+from payflow.auth.rate_limits import LOGIN_LIMITS, REFRESH_LIMITS, REGISTER_LIMITS
 from payflow.auth.schemas import (
     AuthResponse,
     LoginRequest,
@@ -55,7 +55,8 @@ async def login(body: LoginRequest, ctx: ContextDep) -> AuthResponse:
 @router.post(
     "/refresh",
     response_model=TokenPairResponse,
-    responses=problem_responses("UNAUTHORIZED", "ACCOUNT_DISABLED"),
+    responses=problem_responses("UNAUTHORIZED", "ACCOUNT_DISABLED", "RATE_LIMITED"),
+    dependencies=REFRESH_LIMITS,
 )
 async def refresh(body: RefreshRequest, ctx: ContextDep) -> TokenPairResponse:
     pair = await service.refresh(ctx, body.refresh_token)

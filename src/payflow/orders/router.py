@@ -7,7 +7,7 @@ from collections.abc import Callable
 from fastapi import APIRouter, Body, Query, Request, Response, status
 
 from payflow.auth.dependencies import CurrentUser, MerchantUser
-from payflow.auth.rate_limits import ORDER_LIMITS
+from payflow.auth.rate_limits import ORDER_LIMITS, REFUND_LIMITS
 from payflow.core.errors import ValidationFailed
 from payflow.core.idempotency import (
     IdempotencyKeyHeader,
@@ -174,7 +174,7 @@ async def list_my_sales(
     )
 
 
-@router.get("/{order_id}", response_model=OrderOut, responses=problem_responses())
+@router.get("/{order_id}", response_model=OrderOut)
 async def get_order(order_id: str, user: CurrentUser, ctx: ContextDep) -> OrderOut:
     order = await service.get_order(ctx, user, parse_path_id(order_id, "Order"))
     return OrderOut.of(order, user.id)
@@ -188,7 +188,9 @@ async def get_order(order_id: str, user: CurrentUser, ctx: ContextDep) -> OrderO
         "ORDER_STATE_CONFLICT",
         "INSUFFICIENT_FUNDS",
         "WALLET_LOCKED",
+        "RATE_LIMITED",
     ),
+    dependencies=REFUND_LIMITS,
 )
 async def refund_order(
     order_id: str,

@@ -11,6 +11,7 @@ import uuid
 from fastapi import APIRouter, Query, Response, status
 
 from payflow.auth.dependencies import MerchantUser
+from payflow.auth.rate_limits import PRODUCT_WRITE_LIMITS
 from payflow.core.json_body import JsonBodyRoute
 from payflow.core.pagination import DEFAULT_LIMIT, CursorQuery, LimitQuery, Page
 from payflow.core.schemas import problem_responses
@@ -47,7 +48,8 @@ def _product_response(product: Product, status_code: int = status.HTTP_200_OK) -
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ProductOut,
-    responses=problem_responses("FORBIDDEN"),
+    responses=problem_responses("FORBIDDEN", "RATE_LIMITED"),
+    dependencies=PRODUCT_WRITE_LIMITS,
 )
 async def create_product(
     body: CreateProductRequest, merchant: MerchantUser, ctx: ContextDep
@@ -106,7 +108,8 @@ async def get_product(product_id: ProductId, viewer: OptionalUser, ctx: ContextD
 @router.patch(
     "/{product_id}",
     response_model=ProductOut,
-    responses=problem_responses("FORBIDDEN", "VERSION_CONFLICT"),
+    responses=problem_responses("FORBIDDEN", "VERSION_CONFLICT", "RATE_LIMITED"),
+    dependencies=PRODUCT_WRITE_LIMITS,
 )
 async def update_product(
     body: UpdateProductRequest,
@@ -123,7 +126,8 @@ async def update_product(
     "/{product_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=problem_responses("FORBIDDEN"),
+    responses=problem_responses("FORBIDDEN", "RATE_LIMITED"),
+    dependencies=PRODUCT_WRITE_LIMITS,
 )
 async def delete_product(product: OwnedProduct, ctx: ContextDep) -> Response:
     await service.delete_product(ctx, product)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request, Response, status
 
 from payflow.auth.dependencies import CurrentUser
-from payflow.auth.rate_limits import WITHDRAWAL_LIMITS
+from payflow.auth.rate_limits import DEPOSIT_LIMITS, WITHDRAWAL_LIMITS
 from payflow.core.idempotency import (
     IdempotencyKeyHeader,
     StoredResponse,
@@ -49,7 +49,8 @@ def _render(movement: Movement) -> StoredResponse:
     "/deposit",
     status_code=status.HTTP_201_CREATED,
     response_model=MovementOut,
-    responses=problem_responses("WALLET_LOCKED"),
+    responses=problem_responses("WALLET_LOCKED", "RATE_LIMITED"),
+    dependencies=DEPOSIT_LIMITS,
 )
 async def deposit(
     body: MoneyMovementRequest,
