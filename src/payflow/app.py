@@ -42,6 +42,23 @@ from payflow.wiring import AppContext
 
 SWAGGER_ASSETS = "/docs/assets"
 
+OPENAPI_TAGS = [
+    {"name": "auth", "description": "Accounts, sign-in, token rotation and sign-out."},
+    {"name": "users", "description": "The signed-in user."},
+    {"name": "wallet", "description": "Your balance, deposits, withdrawals and your ledger."},
+    {"name": "products", "description": "The catalogue; merchants create and manage products."},
+    {
+        "name": "orders",
+        "description": "Purchases (wallet or Stripe Checkout), refunds, cancellations, and reading "
+        "orders as a buyer or a merchant.",
+    },
+    {
+        "name": "payments",
+        "description": "Stripe's signed webhooks, and the pages a buyer returns to from Checkout.",
+    },
+    {"name": "operations", "description": "Liveness, readiness and metrics for operators."},
+]
+
 _DOCS_HTML = f"""<!doctype html>
 <html lang="en">
 <head>
@@ -179,7 +196,11 @@ def _parameter_schema(parameter: dict[str, Any]) -> None:
 def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema is None:
         schema = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            tags=app.openapi_tags,
         )
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components["Problem"] = Problem.model_json_schema(
@@ -227,6 +248,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         version="0.1.0",
         description="Wallets, an immutable ledger, limited stock and Stripe Checkout.",
         openapi_url=OPENAPI_URL,
+        openapi_tags=OPENAPI_TAGS,
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,

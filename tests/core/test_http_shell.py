@@ -182,3 +182,15 @@ async def test_api_responses_are_never_cached(client: httpx.AsyncClient) -> None
         await client.post("/auth/login", json={"email": account.email, "password": "wrong-pass"}),
     ):
         assert response.headers["cache-control"] == "no-store"
+
+
+async def test_every_operation_and_tag_is_described(client: httpx.AsyncClient) -> None:
+    """The OpenAPI document tells a reader what each operation does, not only its shape."""
+    document = (await client.get("/openapi.json")).json()
+    tags = {tag["name"]: tag.get("description") for tag in document["tags"]}
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            assert operation.get("summary"), (method, path)
+            assert operation.get("description"), (method, path)
+            for tag in operation["tags"]:
+                assert tags.get(tag), f"tag {tag} of {method} {path} has no description"

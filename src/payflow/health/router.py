@@ -15,13 +15,17 @@ from payflow.wiring import ContextDep
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/health/live")
+@router.get("/health/live", summary="Liveness")
 async def live() -> dict[str, str]:
+    """Answers while the process serves requests; it checks nothing else."""
     return {"status": "ok"}
 
 
-@router.get("/health/ready", responses=problem_responses("SERVICE_UNAVAILABLE"))
+@router.get(
+    "/health/ready", summary="Readiness", responses=problem_responses("SERVICE_UNAVAILABLE")
+)
 async def ready(ctx: ContextDep) -> dict[str, object]:
+    """Answers 200 when the database (and Redis, when configured) can be reached, 503 otherwise."""
     checks: dict[str, str] = {}
     try:
         await ctx.db.ping()
@@ -36,7 +40,12 @@ async def ready(ctx: ContextDep) -> dict[str, object]:
     return {"status": "ok", "checks": checks}
 
 
-@router.get("/metrics", response_class=Response, responses=problem_responses("UNAUTHORIZED"))
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses=problem_responses("UNAUTHORIZED"),
+)
 async def metrics(
     ctx: ContextDep, authorization: Annotated[str | None, Header()] = None
 ) -> Response:

@@ -54,7 +54,9 @@ def _page(request: Request, payload: dict[str, str | None]) -> Response:
     )
 
 
-@router.get("/success", responses=problem_responses("NOT_FOUND"))
+@router.get(
+    "/success", summary="Back from a paid checkout", responses=problem_responses("NOT_FOUND")
+)
 async def payment_success(
     request: Request, ctx: ContextDep, session_id: SessionQuery = None
 ) -> Response:
@@ -73,7 +75,11 @@ async def payment_success(
     )
 
 
-@router.get("/cancel", responses=problem_responses("NOT_FOUND", "PAYMENT_GATEWAY_ERROR"))
+@router.get(
+    "/cancel",
+    summary="Back from a cancelled checkout",
+    responses=problem_responses("NOT_FOUND", "PAYMENT_GATEWAY_ERROR"),
+)
 async def payment_cancel(
     request: Request,
     ctx: ContextDep,

@@ -68,6 +68,7 @@ def _order_key(header: str | None, body_key: str | None) -> str | None:
 
 @router.post(
     "",
+    summary="Buy a product",
     status_code=status.HTTP_201_CREATED,
     response_model=OrderOut | CheckoutOut,
     responses=problem_responses(
@@ -89,6 +90,9 @@ async def create_order(
     request: Request,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
+    """`WALLET`: paid from your wallet in one transaction; the order is `COMPLETED`, or the purchase
+    fails and a `FAILED` order says why. `GATEWAY`: the units are reserved and a `PENDING` order is
+    returned with the Stripe Checkout URL to pay at. Send an `Idempotency-Key` to retry safely."""
     key = _order_key(idempotency_key, body.idempotency_key)
     fingerprint = body.model_copy(update={"idempotency_key": None})
     if body.payment_method is PaymentMethod.GATEWAY:
@@ -144,7 +148,7 @@ async def _list(
 StatusQuery = Query(default=None, alias="status", description="Only orders in this status")
 
 
-@router.get("", response_model=Page[OrderOut])
+@router.get("", summary="List your orders", response_model=Page[OrderOut])
 async def list_my_orders(
     user: CurrentUser,
     ctx: ContextDep,
@@ -152,6 +156,7 @@ async def list_my_orders(
     cursor: CursorQuery = None,
     order_status: OrderStatus | None = StatusQuery,
 ) -> Page[OrderOut]:
+    """Your orders as a buyer, newest first; `status` filters."""
     return await _list(
         ctx, user, as_merchant=False, limit=limit, cursor=cursor, order_status=order_status
     )
@@ -159,6 +164,7 @@ async def list_my_orders(
 
 @router.get(
     "/merchant/sales",
+    summary="List your sales",
     response_model=Page[OrderOut],
     responses=problem_responses("FORBIDDEN"),
 )
@@ -169,19 +175,22 @@ async def list_my_sales(
     cursor: CursorQuery = None,
     order_status: OrderStatus | None = StatusQuery,
 ) -> Page[OrderOut]:
+    """Orders of your products (merchants), newest first; `status` filters."""
     return await _list(
         ctx, user, as_merchant=True, limit=limit, cursor=cursor, order_status=order_status
     )
 
 
-@router.get("/{order_id}", response_model=OrderOut)
+@router.get("/{order_id}", summary="Get an order", response_model=OrderOut)
 async def get_order(order_id: str, user: CurrentUser, ctx: ContextDep) -> OrderOut:
+    """For its buyer or its merchant; anyone else gets 404."""
     order = await service.get_order(ctx, user, parse_path_id(order_id, "Order"))
     return OrderOut.of(order, user.id)
 
 
 @router.post(
     "/{order_id}/refund",
+    summary="Refund an order",
     response_model=OrderOut,
     responses=problem_responses(
         "FORBIDDEN",
@@ -200,6 +209,8 @@ async def refund_order(
     body: RefundRequest | None = Body(default=None),
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
+    """By the order's merchant, for a `COMPLETED` order, once: the merchant is debited, the buyer
+    credited (or the card refunded through Stripe) and the units return to stock."""
     parsed = parse_path_id(order_id, "Order")
     body = body or RefundRequest()
     refunding = request_for(
@@ -210,6 +221,7 @@ async def refund_order(
 
 @router.post(
     "/{order_id}/cancel",
+    summary="Cancel a checkout",
     response_model=OrderOut,
     responses=problem_responses(
         "FORBIDDEN",

@@ -14,6 +14,7 @@ def webhook_router(handler: webhooks.WebhookHandler) -> APIRouter:
 
     @router.post(
         "/webhooks/stripe",
+        summary="Stripe events",
         responses=problem_responses("INVALID_SIGNATURE", "SERVICE_UNAVAILABLE"),
     )
     async def stripe_webhook(request: Request, ctx: ContextDep) -> dict[str, bool]:

@@ -13,8 +13,10 @@ router = APIRouter(prefix="/users", tags=["users"])
 
 @router.get(
     "/me",
+    summary="Your account",
     response_model=UserOut,
     responses=problem_responses("UNAUTHORIZED", "ACCOUNT_DISABLED"),
 )
 async def get_me(user: CurrentUser) -> UserOut:
+    """The signed-in user."""
     return UserOut.of(user)

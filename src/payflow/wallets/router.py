@@ -36,8 +36,9 @@ router = APIRouter(prefix="/wallet", tags=["wallet"], route_class=JsonBodyRoute)
 # answer with (authentication, idempotency keys, bodies, validation, unavailability).
 
 
-@router.get("", response_model=WalletOut)
+@router.get("", summary="Your wallet", response_model=WalletOut)
 async def get_wallet(user: CurrentUser, ctx: ContextDep) -> WalletOut:
+    """Balance, currency and whether the wallet is locked."""
     return WalletOut.of(await service.get_wallet(ctx, user.id))
 
 
@@ -47,6 +48,7 @@ def _render(movement: Movement) -> StoredResponse:
 
 @router.post(
     "/deposit",
+    summary="Deposit",
     status_code=status.HTTP_201_CREATED,
     response_model=MovementOut,
     responses=problem_responses("WALLET_LOCKED", "RATE_LIMITED"),
@@ -59,6 +61,8 @@ async def deposit(
     request: Request,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
+    """Credits your wallet and appends a `DEPOSIT` ledger row. Send an `Idempotency-Key` to retry
+    safely."""
     depositing = request_for(request, user.id, "wallet.deposit", idempotency_key, body, _render)
     return await respond(
         depositing, service.deposit(ctx, user.id, body.amount, body.description, depositing)
@@ -67,6 +71,7 @@ async def deposit(
 
 @router.post(
     "/withdraw",
+    summary="Withdraw",
     status_code=status.HTTP_201_CREATED,
     response_model=MovementOut,
     responses=problem_responses("WALLET_LOCKED", "INSUFFICIENT_FUNDS", "RATE_LIMITED"),
@@ -79,6 +84,8 @@ async def withdraw(
     request: Request,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
+    """Debits your wallet (never below zero) and appends a `WITHDRAWAL` ledger row. Send an
+    `Idempotency-Key` to retry safely."""
     withdrawing = request_for(request, user.id, "wallet.withdraw", idempotency_key, body, _render)
     return await respond(
         withdrawing, service.withdraw(ctx, user.id, body.amount, body.description, withdrawing)
@@ -87,6 +94,7 @@ async def withdraw(
 
 @router.get(
     "/transactions",
+    summary="Your ledger",
     response_model=Page[TransactionOut],
 )
 async def transactions(
@@ -96,6 +104,7 @@ async def transactions(
     cursor: CursorQuery = None,
     type: TransactionType | None = Query(default=None, description="Only rows of this type"),
 ) -> Page[TransactionOut]:
+    """Every balance change of your wallet, newest first; `type` filters."""
     key = decode_cursor(cursor, int)
     entries = await service.history(
         ctx, user.id, limit=limit + 1, before_seq=key[0] if key else None, type=type
