@@ -5,20 +5,53 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import traceback
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 import uvicorn
 from pydantic import ValidationError
 
 from payflow import demo as demo_seed
+from payflow import preflight
 from payflow.audit.service import AuditReport, run_audit
 from payflow.config import ConfigurationError, Settings
 from payflow.core import migrations
 from payflow.core.db import Database
+from payflow.core.errors import ServiceUnavailable
 
 app = typer.Typer(help="payflow: a payments backend for digital products.", no_args_is_help=True)
+_debug = False
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback behind an error message")
+    ] = False,
+) -> None:
+    global _debug
+    _debug = debug
+
+
+def _refuse(message: str, cause: BaseException, settings: Settings | None = None) -> NoReturn:
+    """One line on stderr and exit code 2; the traceback too with --debug or LOG_LEVEL=DEBUG."""
+    level = (settings.log_level if settings else os.environ.get("LOG_LEVEL", "")).upper()
+    if _debug or level == "DEBUG":
+        traceback.print_exception(cause)
+    typer.echo(f"payflow: {message}", err=True)
+    raise typer.Exit(code=2) from cause
+
+
+def _ready(*, must_exist: bool = False, redis: bool = False) -> Settings:
+    """The configuration, checked against what it names (preflight.py) before any work."""
+    settings = load_settings()
+    try:
+        preflight.run(settings, must_exist=must_exist, redis=redis)
+    except preflight.Unfit as exc:
+        _refuse(str(exc), exc, settings)
+    return settings
 
 
 def _describe(exc: ConfigurationError | ValidationError) -> str:
@@ -45,7 +78,7 @@ def load_settings() -> Settings:
 @app.command()
 def migrate() -> None:
     """Apply every pending database migration."""
-    settings = load_settings()
+    settings = _ready()
     migrations.upgrade(settings)
     typer.echo("payflow: database is up to date")
 
@@ -55,8 +88,11 @@ def audit(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
 ) -> None:
     """Check the money invariants (docs/api.md, Invariants); exit 1 naming each violation, 0 when all hold."""
-    settings = load_settings()
-    report = asyncio.run(_audit(settings))
+    settings = _ready(must_exist=True)
+    try:
+        report = asyncio.run(_audit(settings))
+    except ServiceUnavailable as exc:
+        _refuse(f"DATABASE_URL: {exc.detail}; is the database running?", exc, settings)
     typer.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.as_text())
     if not report.ok:
         raise typer.Exit(code=1)
@@ -75,7 +111,7 @@ async def _audit(settings: Settings) -> AuditReport:
 @app.command()
 def demo() -> None:
     """Seed a demo merchant, a funded buyer and products; print how to buy in a browser."""
-    settings = load_settings()
+    settings = _ready(redis=True)
     migrations.upgrade(settings)
     try:
         seeded = asyncio.run(demo_seed.seed(settings))
@@ -92,7 +128,7 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 1,
 ) -> None:
     """Apply pending migrations, then serve the API."""
-    settings = load_settings()
+    settings = _ready(redis=True)
     if workers > 1 and not settings.stripe_secret_key:
         typer.echo(
             "payflow: the built-in payments sandbox keeps its state in one process; use "

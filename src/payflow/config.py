@@ -135,6 +135,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
+        url = self.async_database_url
+        if not url.startswith(("sqlite+aiosqlite:///", "postgresql+asyncpg://")):
+            scheme = self.database_url.split(":", 1)[0] or "(none)"
+            raise ConfigurationError(
+                f"DATABASE_URL: unsupported scheme {scheme!r}; use postgresql://user@host/db "
+                "or sqlite:///path/to/payflow.db"
+            )
         if self.bcrypt_rounds < MIN_BCRYPT_ROUNDS and self.environment != Environment.TEST:
             raise ConfigurationError(
                 f"BCRYPT_ROUNDS below {MIN_BCRYPT_ROUNDS} is accepted only when ENVIRONMENT=test"
