@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -115,17 +116,31 @@ def problem_response(
     )
 
 
+# pydantic names an enum member by its repr (<Role.USER: 'USER'>); a client knows it by its value.
+_ENUM_REPR = re.compile(r"<[A-Za-z_]\w*\.[A-Za-z_]\w*: '([^']*)'>")
+
+
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
-    errors = []
+    """One entry per problem: a body validated by the route and by a dependency of it (a rate
+    limit keyed on the email, say) reports each problem once."""
+    errors: list[dict[str, Any]] = []
+    seen: set[tuple[str, str, str]] = set()
     for error in exc.errors():
         location = [str(part) for part in error.get("loc", ())]
         if location and location[0] in {"body", "query", "path", "header"}:
             where, field = location[0], ".".join(location[1:])
         else:
             where, field = "body", ".".join(location)
-        message = str(error.get("msg", "invalid value"))
+        message = _ENUM_REPR.sub(r"'\1'", str(error.get("msg", "invalid value")))
         if error.get("type") == "extra_forbidden":
             message = "unknown field"
+        if error.get("type") == "json_invalid":
+            # FastAPI puts the decoder's position where a field name would be.
+            reason = (error.get("ctx") or {}).get("error", "malformed JSON")
+            message, field = f"not valid JSON at character {field or 0}: {reason}", ""
+        if (where, field, message) in seen:
+            continue
+        seen.add((where, field, message))
         errors.append({"in": where, "field": field, "message": message, "type": error.get("type")})
     return errors
 
