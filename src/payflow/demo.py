@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,7 @@ import httpx
 
 from payflow.app import create_app
 from payflow.config import Environment, Settings
+from payflow.core.logging import configure_logging
 from payflow.paths import API_PREFIX
 
 MERCHANT = ("merchant@demo.payflow.dev", "demo-merchant-password")
@@ -55,6 +57,7 @@ async def seed(settings: Settings) -> Demo:
     if settings.environment == Environment.PRODUCTION:
         raise DemoError("refusing to seed demo accounts in production")
     app = create_app(settings)
+    configure_logging(settings, console=sys.stderr)  # stdout is the demo's own output
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
@@ -87,7 +90,8 @@ async def seed(settings: Settings) -> Demo:
 
 def instructions(demo: Demo, settings: Settings) -> str:
     base = settings.public_url.rstrip("/")
-    product = demo.products[0]
+    products = sorted(demo.products, key=lambda p: str(p["name"]))  # the same order every run
+    product = products[0]
     lines = [
         "payflow demo marketplace is ready.",
         "",
@@ -95,10 +99,10 @@ def instructions(demo: Demo, settings: Settings) -> str:
         f"  buyer     {BUYER[0]}  password {BUYER[1]}  (wallet: {demo.buyer_balance} USD)",
         "",
         "  products:",
-        *(f"    {p['id']}  {p['price']} USD  {p['name']}" for p in demo.products),
+        *(f"    {p['id']}  {p['price']} USD  {p['name']}" for p in products),
         "",
         "Buy through the payments sandbox in a browser:",
-        "  1. payflow serve            (in another terminal)",
+        "  1. make serve   (or .venv/bin/payflow serve; in another terminal, from the repository)",
         f"  2. TOKEN=$(curl -s -X POST {base}{API_PREFIX}/auth/login -H 'Content-Type: application/json' \\",
         f'       -d \'{{"email": "{BUYER[0]}", "password": "{BUYER[1]}"}}\' | python3 -c \'import json,sys; print(json.load(sys.stdin)["accessToken"])\')',
         f'  3. curl -s -X POST {base}{API_PREFIX}/orders -H "Authorization: Bearer $TOKEN" \\',

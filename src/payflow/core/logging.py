@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping
 from logging.handlers import TimedRotatingFileHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 import structlog
@@ -109,7 +109,7 @@ class _RenderOnce(structlog.stdlib.ProcessorFormatter):
         return line
 
 
-def configure_logging(settings: Settings) -> None:
+def configure_logging(settings: Settings, *, console: TextIO | None = None) -> None:
     """Configure structlog and the `payflow` stdlib logger; safe to call more than once."""
     formatter = _RenderOnce(
         foreign_pre_chain=_shared_processors(),
@@ -120,7 +120,8 @@ def configure_logging(settings: Settings) -> None:
             structlog.processors.JSONRenderer(serializer=_render_json),
         ],
     )
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    # The console is stdout for a server; a command whose stdout is its output logs to stderr.
+    handlers: list[logging.Handler] = [logging.StreamHandler(console or sys.stdout)]
     log_dir = Path(settings.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     handlers.append(
