@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import traceback
 from datetime import timedelta
+from types import FrameType
 from typing import Annotated, NoReturn
 
 import typer
@@ -141,6 +143,15 @@ def serve(
         # Each worker would keep its own cache and serve stale balances written by another.
         os.environ["IN_PROCESS_CACHE"] = "false"
     migrations.upgrade(settings)
+
+    def stopped(_signum: int, _frame: FrameType | None) -> None:
+        raise typer.Exit(code=0)
+
+    # On SIGTERM or SIGINT uvicorn shuts down gracefully (in-flight requests finish, for up to
+    # SHUTDOWN_GRACE_SECONDS), then raises the signal again against the handlers it found: with
+    # these, a completed graceful shutdown exits 0 instead of dying of the signal.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, stopped)
     uvicorn.run(
         "payflow.serving:create_worker_app",
         factory=True,

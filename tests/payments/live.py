@@ -23,6 +23,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, cast
@@ -311,27 +312,34 @@ class Live:
 
         await self.db.transaction(with_conn(work))
 
-    async def sweep(self) -> SweepReport:
-        """One round of payflow's sweeper, run now, to completion, by the test itself: what a
-        test asserts after it follows a sweep that certainly happened (waiting a few
-        SWEEPER_INTERVALs would pass as well if the server's sweeper never ran).
-
-        The server runs in another thread on its own event loop, so its context (engine, pools)
-        is not used: the sweep gets a context of its own on the same settings (same database,
-        same Redis prefix) with a gateway that calls the live server's sandbox with the key it
-        accepts. Caveat: on SQLite the cache is in-process, so what this sweep changes is not
-        refreshed in the server's cache (with Redis it is shared)."""
+    @asynccontextmanager
+    async def own_context(
+        self, gateway_class: type[StripeGateway] = StripeGateway
+    ) -> AsyncIterator[AppContext]:
+        """A context of the test's own on the live server's settings (same database, same Redis
+        prefix), with a gateway (of `gateway_class`) that calls the live server's sandbox with
+        the key it accepts. The server runs in another thread on its own event loop, so its own
+        context (engine, pools) cannot be used from the test. Caveat: on SQLite the cache is
+        in-process, so what this context changes is not refreshed in the server's cache (with
+        Redis it is shared)."""
         config = self.context.sandbox
         assert config is not None, "this deployment does not serve the sandbox"
         assert config.public_base.startswith(self.base + "/"), (config.public_base, self.base)
         ctx = AppContext.create(self.settings)
         try:
             await ctx.gateway.aclose()  # made for a sandbox of its own, which does not exist
-            gateway = StripeGateway(config.api_key, config.public_base, config.webhook_secret)
+            gateway = gateway_class(config.api_key, config.public_base, config.webhook_secret)
             ctx = replace(ctx, gateway=gateway, sandbox=config)
-            return await sweep_once(ctx)
+            yield ctx
         finally:
             await ctx.close()
+
+    async def sweep(self) -> SweepReport:
+        """One round of payflow's sweeper, run now, to completion, by the test itself: what a
+        test asserts after it follows a sweep that certainly happened (waiting a few
+        SWEEPER_INTERVALs would pass as well if the server's sweeper never ran)."""
+        async with self.own_context() as ctx:
+            return await sweep_once(ctx)
 
     async def audit_ok(self) -> None:
         report = await run_audit(self.db)

@@ -174,8 +174,14 @@ async def cancel(ctx: AppContext, order: Order, reason: str) -> Order:
             f"A {order.payment_method} order that is {order.status} cannot be cancelled"
         )
     if order.stripe_session_id:
-        session = await ctx.gateway.expire_session(order.stripe_session_id)
+        await _request_cancel(ctx, order.id, reason)
+        try:
+            session = await ctx.gateway.expire_session(order.stripe_session_id)
+        except PaymentGatewayError:
+            await _request_cancel(ctx, order.id, None)
+            raise
         if session.status == "complete":
+            await _request_cancel(ctx, order.id, None)
             raise OrderStateConflict("The checkout was already completed; its payment is settling")
 
     async def work(uow: UnitOfWork) -> Order:
@@ -190,6 +196,10 @@ async def cancel(ctx: AppContext, order: Order, reason: str) -> Order:
     if result.status is not OrderStatus.CANCELLED:
         raise OrderStateConflict(f"The order became {result.status} meanwhile")
     return result
+
+
+async def _request_cancel(ctx: AppContext, order_id: uuid.UUID, reason: str | None) -> None:
+    await ctx.db.transaction(lambda uow: repository.request_cancel(uow.conn, order_id, reason))
 
 
 async def cancel_by_buyer(

@@ -50,7 +50,9 @@ async def _expired(
 ) -> WebhookOutcome:
     if order.status is not OrderStatus.PENDING:
         return "no_change"
-    moved = await release(conn, order, OrderStatus.CANCELLED, "EXPIRED: checkout expired", effects)
+    # A cancellation under way expired the checkout itself: the order says it was cancelled.
+    reason = (order.metadata or {}).get(repository.CANCEL_REQUESTED) or "EXPIRED: checkout expired"
+    moved = await release(conn, order, OrderStatus.CANCELLED, str(reason), effects)
     return "cancelled" if moved else "no_change"
 
 

@@ -28,6 +28,10 @@ _SQLITE_KEY_VIOLATION = "UNIQUE constraint failed: orders.user_id, orders.idempo
 _BUYER_RESERVATIONS_LOCK = 0x70660001
 
 
+# The metadata key of a cancellation under way (request_cancel).
+CANCEL_REQUESTED = "cancelRequested"
+
+
 def is_key_held(exc: DBAPIError) -> bool:
     """Whether an INSERT into orders failed only because another order of the same buyer holds
     its idempotency key (and not for any other integrity reason)."""
@@ -254,6 +258,23 @@ async def expired_reservations(conn: AsyncConnection, now: datetime, limit: int)
 async def forget_idempotency_key(conn: AsyncConnection, order_id: uuid.UUID) -> None:
     await conn.execute(
         sa.update(orders).where(orders.c.id == order_id).values(idempotency_key=None)
+    )
+
+
+async def request_cancel(conn: AsyncConnection, order_id: uuid.UUID, reason: str | None) -> None:
+    """Record on a PENDING order why it is being cancelled, before its checkout is expired: the
+    gateway's `expired` event may then overtake the cancellation, and it must say the same.
+    None withdraws the request (the checkout could not be expired)."""
+    order = await lock(conn, order_id)
+    if order is None or order.status is not OrderStatus.PENDING:
+        return
+    metadata = {k: v for k, v in (order.metadata or {}).items() if k != CANCEL_REQUESTED}
+    if reason is not None:
+        metadata[CANCEL_REQUESTED] = reason
+    await conn.execute(
+        sa.update(orders)
+        .where(orders.c.id == order_id)
+        .values(metadata=metadata or None, updated_at=utcnow())
     )
 
 

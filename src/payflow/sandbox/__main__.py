@@ -18,6 +18,10 @@ import uvicorn
 from payflow.sandbox.app import create_sandbox_app
 from payflow.sandbox.config import SandboxConfig, new_api_key, new_webhook_secret
 
+# Idle keep-alive connections stay open this long, as payflow's own (HTTP_KEEPALIVE_TIMEOUT):
+# longer than payflow's gateway client keeps a connection idle before reusing it.
+KEEPALIVE_SECONDS = 75
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m payflow.sandbox", description=__doc__)
@@ -44,7 +48,13 @@ def main(argv: list[str] | None = None) -> None:
         f"signing secret {config.webhook_secret}, API key {config.api_key}, "
         f"redirects under {config.redirect_base}\n"
     )
-    uvicorn.run(create_sandbox_app(config), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(
+        create_sandbox_app(config),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        timeout_keep_alive=KEEPALIVE_SECONDS,
+    )
 
 
 if __name__ == "__main__":
