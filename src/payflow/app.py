@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from fastapi.staticfiles import StaticFiles
 
+from payflow import pages
 from payflow.auth.dependencies import get_current_user
 from payflow.auth.router import router as auth_router
 from payflow.config import Settings
@@ -109,6 +110,20 @@ def _install_docs(app: FastAPI) -> None:
     @app.get("/docs/init.js", include_in_schema=False)
     async def swagger_init() -> Response:
         return Response(_DOCS_INIT_JS, media_type="text/javascript")
+
+
+def _install_pages(app: FastAPI, *, docs: bool, sandbox: bool) -> None:
+    @app.get("/", include_in_schema=False)
+    async def home() -> Response:
+        return pages.landing(docs=docs, sandbox=sandbox)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return Response(
+            pages.favicon(),
+            media_type="image/svg+xml",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
 
 
 # Problems any operation can answer with, whatever its route declares: a malformed request, an
@@ -260,6 +275,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     app.include_router(health_router, include_in_schema=False)
     if settings.docs_enabled:
         _install_docs(app)
+    _install_pages(app, docs=settings.docs_enabled, sandbox=sandbox_app is not None)
     if sandbox_app is not None:
         app.mount(SANDBOX_PREFIX, sandbox_app, name="payments-sandbox")
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

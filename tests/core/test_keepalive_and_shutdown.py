@@ -4,21 +4,36 @@
   connection pools, load balancers keep theirs 60 s or more) still gets every answer on it:
   HTTP_KEEPALIVE_TIMEOUT (75 s) keeps the connection open.
 - SIGTERM under load: requests in flight finish, nothing is answered 5xx, every acknowledged
-  deposit is in the ledger after a restart, the process exits 0 and its sweeper stops cleanly.
+  deposit is in the ledger after a restart (and no other), the process exits 0 within
+  SHUTDOWN_GRACE_SECONDS and its sweeper stops without an error.
+- The sweeper cancelled in the middle of a statement (what shutdown does to it) logs no error
+  and leaves the pools closable, on both back ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from payflow.app import create_app
+from payflow.config import Settings
+from payflow.jobs import retention
+from payflow.jobs.retention import PruneReport
+from tests.db_helpers import with_conn
 from tests.live_server import (
     CLIENT_LIMITS,
     HOST,
@@ -26,11 +41,16 @@ from tests.live_server import (
     clean_env,
     free_port,
     payflow_command,
+    run_cli,
     run_server,
 )
-from tests.support import register
+from tests.support import Account, register
 
 IDLE_SECONDS = 13  # longer than uvicorn's own default keep-alive timeout (5 s)
+GRACE_SECONDS = 15  # SHUTDOWN_GRACE_SECONDS for the SIGTERM test
+CLIENTS = 24
+BUYERS = 4
+LOAD_BEFORE_SIGTERM = 2.0
 
 
 def _read_response(sock: socket.socket) -> tuple[int, bytes]:
@@ -70,44 +90,63 @@ def test_an_idle_keep_alive_connection_still_gets_every_answer(tmp_path: Path) -
             assert _get(sock, "/api/v1/products")[0] == 200
 
 
-async def _load(base: str, stop: asyncio.Event) -> tuple[str, list[str], list[str], list[int]]:
-    """Deposits with keys from 16 clients until the server goes away. Returns the buyer's token,
-    the keys acknowledged 201, the keys whose outcome is unknown, and every status seen."""
-    api = f"{base}/api/v1"
-    async with httpx.AsyncClient(base_url=api, limits=CLIENT_LIMITS, timeout=30) as client:
-        buyer = await register(client)
-        acknowledged: list[str] = []
-        unknown: list[str] = []
-        statuses: list[int] = []
+@dataclass
+class _Outcomes:
+    """What the clients saw: deposits acknowledged 201 (per buyer), requests whose outcome is
+    unknown (sent, then the connection broke), every status received."""
 
-        async def depositor() -> None:
+    acknowledged: dict[str, int] = field(default_factory=dict)
+    in_doubt: int = 0
+    refused: int = 0
+    statuses: list[int] = field(default_factory=list)
+
+
+async def _load(base: str, stop: asyncio.Event) -> tuple[list[Account], _Outcomes]:
+    """Deposits with Idempotency-Keys from CLIENTS clients, spread over BUYERS buyers, until
+    `stop`."""
+    async with httpx.AsyncClient(base_url=f"{base}/api/v1", limits=CLIENT_LIMITS, timeout=30) as c:
+        buyers = [await register(c) for _ in range(BUYERS)]
+        outcomes = _Outcomes(acknowledged={buyer.id: 0 for buyer in buyers})
+
+        async def depositor(buyer: Account) -> None:
             while not stop.is_set():
-                key = str(uuid.uuid4())
                 try:
-                    response = await client.post(
+                    response = await c.post(
                         "/wallet/deposit",
                         json={"amount": "1.00"},
-                        headers={**buyer.headers, "Idempotency-Key": key},
+                        headers={**buyer.headers, "Idempotency-Key": str(uuid.uuid4())},
                     )
-                except httpx.TransportError:
-                    unknown.append(key)  # sent or not, committed or not: retried after restart
+                except httpx.ConnectError:
+                    outcomes.refused += 1  # never sent: the server stopped accepting
                     await asyncio.sleep(0.05)
                     continue
-                statuses.append(response.status_code)
+                except httpx.TransportError:
+                    outcomes.in_doubt += 1  # a kept-alive connection closed under the request
+                    await asyncio.sleep(0.05)
+                    continue
+                outcomes.statuses.append(response.status_code)
                 if response.status_code == 201:
-                    acknowledged.append(key)
+                    outcomes.acknowledged[buyer.id] += 1
 
-        await asyncio.gather(*(depositor() for _ in range(16)))
-        return buyer.access_token, acknowledged, unknown, statuses
+        await asyncio.gather(*(depositor(buyers[i % BUYERS]) for i in range(CLIENTS)))
+        return buyers, outcomes
 
 
 def test_sigterm_under_load_loses_no_acknowledged_write(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://{HOST}:{port}"
-    # One user deposits as fast as 16 clients can: rate limits would answer most of it 429.
-    env = {**clean_env(RATE_LIMITS_ENABLED="false"), "LOG_DIR": str(tmp_path / "logs")}
-    stderr_path = tmp_path / "serve.stderr.log"
-    with stderr_path.open("wb") as stderr, (tmp_path / "serve.stdout.log").open("wb") as stdout:
+    env = {
+        **clean_env(
+            # Many deposits per buyer: rate limits would answer most of them 429.
+            RATE_LIMITS_ENABLED="false",
+            SHUTDOWN_GRACE_SECONDS=str(GRACE_SECONDS),
+            # The sweeper runs all the time, so that shutdown is likely to find it mid-sweep.
+            SWEEPER_INTERVAL_SECONDS="0.05",
+        ),
+        "LOG_DIR": str(tmp_path / "logs"),
+    }
+    stdout_path, stderr_path = tmp_path / "serve.stdout.log", tmp_path / "serve.stderr.log"
+    with stderr_path.open("wb") as stderr, stdout_path.open("wb") as stdout:
         process = subprocess.Popen(
             [*payflow_command(), "serve", "--host", HOST, "--port", str(port)],
             cwd=tmp_path,
@@ -117,56 +156,58 @@ def test_sigterm_under_load_loses_no_acknowledged_write(tmp_path: Path) -> None:
             start_new_session=True,
         )
         try:
-            _wait_live(base)
+            _wait_live(base, process)
 
-            async def scenario() -> tuple[str, list[str], list[str], list[int]]:
+            async def scenario() -> tuple[list[Account], _Outcomes, int | None]:
                 stop = asyncio.Event()
                 load = asyncio.create_task(_load(base, stop))
-                await asyncio.sleep(2.0)
+                await asyncio.sleep(LOAD_BEFORE_SIGTERM)
                 process.send_signal(signal.SIGTERM)
                 # The load goes on while the server drains and exits.
-                await asyncio.to_thread(process.wait, 40)
+                try:
+                    code: int | None = await asyncio.to_thread(process.wait, GRACE_SECONDS + 15)
+                except subprocess.TimeoutExpired:
+                    code = None
                 stop.set()
-                return await load
+                buyers, outcomes = await load
+                return buyers, outcomes, code
 
-            token, acknowledged, unknown, statuses = asyncio.run(scenario())
-            exit_code = process.wait(timeout=5)
+            buyers, outcomes, exit_code = asyncio.run(scenario())
         finally:
             if process.poll() is None:
                 process.kill()
                 process.wait()
 
-    log = stderr_path.read_text(errors="replace")
-    # uvicorn ends by re-raising the signal it shut down for, once shutdown is complete.
-    assert exit_code in (0, -signal.SIGTERM), log[-2000:]
-    assert "Application shutdown complete" in log, log[-2000:]
-    assert "Traceback" not in log, log[-4000:]
-    assert acknowledged, "the load never got a deposit through"
-    assert [s for s in statuses if s >= 500] == []
+    output = stdout_path.read_text(errors="replace") + stderr_path.read_text(errors="replace")
+    assert exit_code == 0, output[-4000:]
+    assert "Application shutdown complete" in output, output[-4000:]
+    assert "Traceback" not in output, output[-4000:]
+    assert '"level":"error"' not in output, output[-4000:]
+    assert sum(outcomes.acknowledged.values()) > 0, "the load never got a deposit through"
+    assert [status for status in outcomes.statuses if status >= 500] == []
 
-    with run_server(clean_env(), tmp_path) as restarted:
+    # Every acknowledged deposit, and no other, is in each buyer's balance.
+    with run_server(env, tmp_path) as restarted:
 
-        async def check() -> None:
-            headers = {"Authorization": f"Bearer {token}"}
+        async def balances() -> dict[str, Decimal]:
             async with httpx.AsyncClient(base_url=f"{restarted}/api/v1", timeout=30) as client:
-                # Each in-doubt deposit again, with its key: at most once in all.
-                for key in unknown:
-                    retried = await client.post(
-                        "/wallet/deposit",
-                        json={"amount": "1.00"},
-                        headers={**headers, "Idempotency-Key": key},
-                    )
-                    assert retried.status_code == 201, retried.text
-                wallet = (await client.get("/wallet", headers=headers)).json()
-            keys = len(set(acknowledged) | set(unknown))
-            assert wallet["balance"] == f"{keys}.00", (wallet, len(acknowledged), len(unknown))
+                found: dict[str, Decimal] = {}
+                for buyer in buyers:
+                    wallet = await client.get("/wallet", headers=buyer.headers)
+                    assert wallet.status_code == 200, wallet.text
+                    found[buyer.id] = Decimal(wallet.json()["balance"])
+                return found
 
-        asyncio.run(check())
+        expected = {buyer_id: Decimal(n) for buyer_id, n in outcomes.acknowledged.items()}
+        assert asyncio.run(balances()) == expected, outcomes
+    audit = run_cli("audit", env=env, cwd=tmp_path)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
 
 
-def _wait_live(base: str) -> None:
+def _wait_live(base: str, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while True:
+        assert process.poll() is None, f"payflow serve exited with code {process.returncode}"
         try:
             if httpx.get(f"{base}/health/live", timeout=2).status_code == 200:
                 return
@@ -174,3 +215,62 @@ def _wait_live(base: str) -> None:
             pass
         assert time.monotonic() < deadline, "payflow serve did not start"
         time.sleep(0.1)
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextmanager
+def _warnings_and_errors(*loggers: str) -> Iterator[list[logging.LogRecord]]:
+    """Every record at WARNING or above, from these loggers and what propagates to the root."""
+    handler = _Records()
+    targets = [logging.getLogger(name) for name in ("", *loggers)]
+    for target in targets:
+        target.addHandler(handler)
+    try:
+        yield handler.records
+    finally:
+        for target in targets:
+            target.removeHandler(handler)
+
+
+async def test_cancelling_the_sweeper_mid_statement_is_clean(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shutdown cancels the sweeper wherever it is: here in the middle of a slow statement of
+    its last duty, inside a transaction. The application still shuts down cleanly."""
+    in_statement = asyncio.Event()
+    finished = False
+    slow_statement = (
+        "SELECT count(*) FROM (WITH RECURSIVE n(x) AS "
+        "(SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 3000000) SELECT x FROM n) AS t"
+        if settings.is_sqlite
+        else "SELECT pg_sleep(30)"
+    )
+
+    async def slow_prune(db: object) -> PruneReport:
+        nonlocal finished
+
+        async def work(conn: AsyncConnection) -> None:
+            in_statement.set()
+            await conn.exec_driver_sql(slow_statement)
+
+        await app.state.context.db.transaction(with_conn(work))
+        finished = True
+        return PruneReport(idempotency_records=0, refresh_tokens=0, webhook_events=0)
+
+    monkeypatch.setattr(retention, "prune_expired", slow_prune)
+    app = create_app(settings.model_copy(update={"sweeper_interval_seconds": 0.01}))
+    with _warnings_and_errors("payflow") as records:
+        async with app.router.lifespan_context(app):
+            await asyncio.wait_for(in_statement.wait(), timeout=30)
+            await asyncio.sleep(0.3)  # the statement is now running in the database
+        # Leaving the lifespan cancelled the sweeper and closed the pools.
+    assert not finished
+    assert [f"{r.name}: {r.getMessage()}" for r in records if r.levelno >= logging.ERROR] == []

@@ -33,6 +33,16 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 SCREENSHOT = Path("/tmp/payflow-checkout.png")  # noqa: S108 - a fixed path for a human to open
+SCREENSHOTS = Path("/tmp")  # noqa: S108 - payflow-<page>.png, for a human to open
+
+
+async def _screenshot(page: Page, name: str) -> None:
+    """Evidence of what a person sees, not a golden image: a real PNG of the whole page."""
+    png = await page.screenshot(path=str(SCREENSHOTS / f"payflow-{name}.png"), full_page=True)
+    assert png.startswith(b"\x89PNG")
+    assert len(png) > 5_000
+
+
 PAGE_TIMEOUT_MS = 15_000
 
 
@@ -108,6 +118,8 @@ async def test_the_buyer_pays_on_the_hosted_page_and_lands_on_a_completed_order(
     await page.click("#pay")
     await page.wait_for_url(f"{live.base}/api/v1/payments/success?session_id={session_id}")
     await _shows(page, "COMPLETED")
+    assert await page.inner_text("#order-words") == "Paid: your order is complete"
+    await _screenshot(page, "success")
 
     assert "complete" in (await page.inner_text("h1")).lower()
     assert (await live.order(buyer, order_id))["status"] == "COMPLETED"
@@ -133,6 +145,8 @@ async def test_the_buyer_cancels_on_the_hosted_page_and_the_stock_comes_back(
 
     assert await page.inner_text("#order-status") == "CANCELLED"
     assert "cancelled" in (await page.inner_text("h1")).lower()
+    assert await page.inner_text("#order-words") == "Cancelled: nothing was charged"
+    await _screenshot(page, "cancel")
     assert (await live.order(buyer, order_id))["status"] == "CANCELLED"
     assert await live.stock(str(product["id"])) == (3, 0)
     assert await live.available(str(product["id"])) == 3
@@ -153,6 +167,8 @@ async def test_a_declined_payment_fails_the_order_and_the_stock_comes_back(
     # The failure is reported about a second later; a slow machine may already show it.
     assert await page.inner_text("#order-status") in ("PENDING", "PAYMENT_PROCESSING", "FAILED")
     await _shows(page, "FAILED")
+    assert await page.inner_text("#order-words") == "Your payment was declined: nothing was charged"
+    await _screenshot(page, "declined")
 
     order = await live.order(buyer, order_id)
     assert order["status"] == "FAILED"
@@ -161,3 +177,13 @@ async def test_a_declined_payment_fails_the_order_and_the_stock_comes_back(
     assert await live.available(str(product["id"])) == 3
     assert await live.balance(merchant) == "0.00"
     await live.audit_ok()
+
+
+async def test_the_landing_page_and_the_sandbox_page_render(live: Live, page: Page) -> None:
+    await page.goto(f"{live.base}/")
+    assert await page.inner_text("h1") == "payflow"
+    assert await page.locator('a[href="/docs"]').count() == 1
+    await _screenshot(page, "landing")
+    await page.goto(f"{live.base}/sandbox/")
+    assert await page.inner_text("#status") == "payflow payments sandbox"
+    await _screenshot(page, "sandbox")

@@ -166,6 +166,11 @@ async def order_for_session(ctx: AppContext, session_id: str) -> Order:
     return order
 
 
+async def product_name(ctx: AppContext, order: Order) -> str:
+    name = await ctx.db.read(lambda conn: repository.product_name(conn, order.product_id))
+    return name or "your product"
+
+
 async def cancel(ctx: AppContext, order: Order, reason: str) -> Order:
     """Cancel a PENDING gateway order: expire its checkout first (so it can no longer be paid),
     then release the stock. An already completed checkout cannot be cancelled."""

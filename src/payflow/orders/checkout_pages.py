@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hmac
-import html
+from html import escape
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 
+from payflow import pages
 from payflow.core.errors import NotFound
 from payflow.core.ids import parse_path_id
 from payflow.core.money import format_minor
@@ -38,27 +40,76 @@ def _status_payload(order: Order, message: str) -> dict[str, str | None]:
     }
 
 
-def _page(request: Request, payload: dict[str, str | None]) -> Response:
-    """JSON for API clients, a small page for browsers."""
+# The order's state in words, and how the page shows it.
+_IN_WORDS: dict[OrderStatus, tuple[str, str]] = {
+    OrderStatus.PENDING: ("We are confirming your payment", "wait"),
+    OrderStatus.PAYMENT_PROCESSING: ("Your payment is being processed", "wait"),
+    OrderStatus.COMPLETED: ("Paid: your order is complete", "ok"),
+    OrderStatus.CANCELLED: ("Cancelled: nothing was charged", "bad"),
+    OrderStatus.REFUNDED: ("Refunded", "bad"),
+}
+# Headings for a browser where the API's message is terse ("Order FAILED").
+_TITLES = {
+    OrderStatus.FAILED: "Payment not completed",
+    OrderStatus.CANCELLED: "Your order was cancelled",
+    OrderStatus.REFUNDED: "Your payment was refunded",
+}
+_SETTLING = frozenset({OrderStatus.PENDING, OrderStatus.PAYMENT_PROCESSING})
+# A page refreshes itself at most this many times (a few minutes) while the order settles.
+MAX_REFRESHES = 60
+
+
+def _in_words(order: Order) -> tuple[str, str]:
+    if order.status is OrderStatus.FAILED:
+        reason = order.failure_reason or ""
+        if reason.startswith("PAYMENT_FAILED"):
+            return "Your payment was declined: nothing was charged", "bad"
+        return "The order failed: nothing was charged", "bad"
+    return _IN_WORDS[order.status]
+
+
+async def _page(
+    request: Request, ctx: ContextDep, order: Order, message: str, *, refreshes: int = 0
+) -> Response:
+    """JSON for API clients; for browsers, a page with the order in words, which reloads itself
+    every few seconds (a bounded number of times) while the payment is still settling."""
     if "text/html" not in request.headers.get("accept", ""):
-        return JSONResponse(payload)
-    rows = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v or '')}</td></tr>"
-        for k, v in payload.items()
+        return JSONResponse(_status_payload(order, message))
+    headline, tone = _in_words(order)
+    product = await checkout.product_name(ctx, order)
+    settling = order.status in _SETTLING
+    refresh_url = None
+    note = ""
+    if settling and refreshes < MAX_REFRESHES:
+        query = urlencode({**request.query_params, "refresh": refreshes + 1})
+        refresh_url = f"{request.url.path}?{query}"
+        note = '<p class="note">This page updates itself until the payment is settled.</p>'
+    elif settling:
+        note = '<p class="note">Still settling: reload this page in a few minutes.</p>'
+    amount = f"{format_minor(order.amount, order.currency)} {order.currency}"
+    title = _TITLES.get(order.status, message)
+    body = (
+        f"<h1>{escape(title)}</h1>\n"
+        f'<p id="order-words" class="status {tone}">{escape(headline)}</p>\n'
+        "<table>\n"
+        f"<tr><td>{escape(product)} &times; {order.quantity}</td>"
+        f'<td class="num">{escape(amount)}</td></tr>\n'
+        f'<tr><td>Order</td><td class="num">{escape(str(order.id))}</td></tr>\n'
+        f'<tr><td>Status</td><td class="num" id="order-status">{escape(order.status.value)}</td>'
+        "</tr>\n"
+        f"</table>\n{note}"
     )
-    return HTMLResponse(
-        "<!doctype html><html lang=en><head><meta charset=utf-8><title>payflow</title></head>"
-        f"<body><h1>{html.escape(payload['message'] or '')}</h1>"
-        f"<p id=order-status>{html.escape(payload['status'] or '')}</p><table>{rows}</table>"
-        "</body></html>"
-    )
+    return pages.page(headline, body, refresh_url=refresh_url)
 
 
 @router.get(
     "/success", summary="Back from a paid checkout", responses=problem_responses("NOT_FOUND")
 )
 async def payment_success(
-    request: Request, ctx: ContextDep, session_id: SessionQuery = None
+    request: Request,
+    ctx: ContextDep,
+    session_id: SessionQuery = None,
+    refresh: Annotated[int, Query(ge=0, le=MAX_REFRESHES, description="Set by the page")] = 0,
 ) -> Response:
     """Where Checkout sends the buyer after paying. Shows the order's current status; the order
     is completed by the webhook, never by this page."""
@@ -70,9 +121,8 @@ async def payment_success(
         OrderStatus.PENDING: "Thank you, we are confirming your payment",
         OrderStatus.PAYMENT_PROCESSING: "Thank you, your payment is being processed",
     }
-    return _page(
-        request, _status_payload(order, messages.get(order.status, f"Order {order.status}"))
-    )
+    message = messages.get(order.status, f"Order {order.status}")
+    return await _page(request, ctx, order, message, refreshes=refresh)
 
 
 @router.get(
@@ -103,4 +153,4 @@ async def payment_cancel(
         if order.status is OrderStatus.CANCELLED
         else f"Order {order.status}"
     )
-    return _page(request, _status_payload(order, message))
+    return await _page(request, ctx, order, message)

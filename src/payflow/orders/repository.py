@@ -217,6 +217,12 @@ async def product_terms(
     return (row[0], row[1], row[2]) if row else None
 
 
+async def product_name(conn: AsyncConnection, product_id: uuid.UUID) -> str | None:
+    """The product's name, deleted or not (what an order was for)."""
+    name = await conn.scalar(sa.select(products.c.name).where(products.c.id == product_id))
+    return None if name is None else str(name)
+
+
 async def lock(conn: AsyncConnection, order_id: uuid.UUID) -> Order | None:
     """The order, row-locked until the transaction ends (the first lock of the global order)."""
     query = sa.select(orders).where(orders.c.id == order_id).with_for_update()

@@ -18,7 +18,7 @@ from payflow.sandbox.api import build_api_router, render, stripe_response
 from payflow.sandbox.config import SandboxConfig
 from payflow.sandbox.control import build_control_router
 from payflow.sandbox.errors import StripeApiError
-from payflow.sandbox.hosted import build_hosted_router
+from payflow.sandbox.hosted import about_page, build_hosted_router
 from payflow.sandbox.runtime import Sandbox
 
 
@@ -43,6 +43,7 @@ def create_sandbox_app(config: SandboxConfig) -> FastAPI:
     app.state.sandbox = sandbox
     app.include_router(build_api_router(sandbox))
     app.include_router(build_hosted_router(sandbox))
+    app.add_api_route("/", about_page, methods=["GET"], include_in_schema=False)
     app.include_router(build_control_router(sandbox))
     app.add_exception_handler(StripeApiError, _on_stripe_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)

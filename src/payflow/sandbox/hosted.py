@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from html import escape
+from importlib.resources import files
 from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, Request
@@ -35,23 +36,8 @@ from payflow.sandbox.objects import CheckoutSession, IntentStatus, PaymentStatus
 from payflow.sandbox.runtime import Sandbox
 from payflow.sandbox.store import Outcome
 
-_STYLE = """
-body { font: 16px/1.5 system-ui, sans-serif; background: #f6f8fa; color: #1f2328; margin: 0; }
-main { max-width: 28rem; margin: 3rem auto; background: #fff; border-radius: 12px;
-       padding: 2rem; box-shadow: 0 1px 3px rgba(0,0,0,.12); }
-.badge { display: inline-block; background: #fff4d4; color: #7a4d00; border-radius: 4px;
-         padding: .1rem .5rem; font-size: .8rem; margin: 0 0 1rem; }
-h1 { font-size: 1.4rem; margin: 0 0 1rem; }
-table { width: 100%; border-collapse: collapse; margin-bottom: 1rem; }
-td { padding: .4rem 0; border-bottom: 1px solid #eaeef2; }
-td.num { text-align: right; white-space: nowrap; }
-.total { display: flex; justify-content: space-between; font-weight: 600; margin: 0 0 1.5rem; }
-form { margin: 0 0 .6rem; }
-button { width: 100%; padding: .75rem; font-size: 1rem; border-radius: 8px; cursor: pointer;
-         border: 1px solid #d0d7de; background: #fff; }
-button.primary { background: #635bff; border-color: #635bff; color: #fff; font-weight: 600; }
-.note { color: #59636e; font-size: .85rem; margin-top: 1.5rem; }
-"""
+# The look shared with payflow's own pages (payflow/pages.py): one stylesheet, inlined.
+_STYLE = (files("payflow") / "static" / "pages" / "pages.css").read_text(encoding="utf-8")
 
 
 def _page(
@@ -166,6 +152,20 @@ def status_page(
         headline, text = "Payment processing", "The payment is being confirmed."
     body = f'<h1 id="status">{escape(headline)}</h1>\n{_items(session)}\n<p>{escape(text)}</p>'
     return _page(headline, body, status=status)
+
+
+def about_page() -> HTMLResponse:
+    body = (
+        '<h1 id="status">payflow payments sandbox</h1>\n'
+        "<p>A stand-in for Stripe, for development and tests: it speaks the part of Stripe's API "
+        "payflow uses, serves a hosted checkout page with Pay, Pay later, Decline and Cancel, and "
+        "delivers signed webhook events. No money moves and no card is charged.</p>\n"
+        "<p>payflow serves it only when <code>STRIPE_SECRET_KEY</code> is unset, and never in "
+        "production. A checkout page lives at <code>/sandbox/checkout/&lt;session id&gt;</code>; "
+        "start one with <code>POST /api/v1/orders</code> and <code>paymentMethod: GATEWAY</code>."
+        "</p>"
+    )
+    return _page("About", body)
 
 
 def not_found_page() -> HTMLResponse:
